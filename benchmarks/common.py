@@ -1,0 +1,86 @@
+"""Shared benchmark plumbing: every benchmark returns rows, one command prints them.
+
+A row puts our figure next to a naive baseline measured in the same run, because
+ratios hold on a noisy machine and absolute times do not.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Row:
+    """One line of the benchmark table.
+
+    ``ours`` and ``baseline`` are in ``unit`` (higher is better for rates such as
+    papers/s; say so in ``unit``). ``baseline`` is None where no baseline applies.
+    ``target`` is the issue's target in words, ``note`` anything worth knowing
+    (peak memory, sizes).
+    """
+
+    name: str
+    ours: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: str = ""
+    note: str = ""
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0 or self.ours == 0:
+            return None
+        return self.ours / self.baseline if self.higher_is_better else self.baseline / self.ours
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes (perf_counter)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed seconds."""
+    box: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - start)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def format_table(rows: list[Row]) -> str:
+    """A plain-text table, one row per measurement, ratio column = ours vs baseline."""
+    headers = ["benchmark", "ours", "baseline", "×", "unit", "target", "note"]
+    body = []
+    for r in rows:
+        ratio = r.ratio
+        body.append(
+            [
+                r.name,
+                f"{r.ours:,.1f}",
+                "" if r.baseline is None else f"{r.baseline:,.1f} ({r.baseline_name})",
+                "" if ratio is None else f"{ratio:,.1f}×",
+                r.unit,
+                r.target,
+                r.note,
+            ]
+        )
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)

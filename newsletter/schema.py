@@ -15,8 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 # Importing the model modules registers their tables on Base.metadata.
-import newsletter.digest.models  # noqa: F401
-import newsletter.papers.models  # noqa: F401
+import newsletter.digest.models
+import newsletter.papers.models
 import newsletter.subscribers.models  # noqa: F401
 from newsletter.db import Base
 

@@ -28,7 +28,7 @@ from newsletter.papers.identity import keys_for
 from newsletter.papers.models import Feed, Ingest, Paper, PaperKey
 from newsletter.papers.parse_dump import parse_dump
 from newsletter.papers.parse_feed import parse_feed
-from newsletter.papers.records import ParseResult, PaperRecord
+from newsletter.papers.records import PaperRecord, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ def _lookup_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:
     unique = list(dict.fromkeys(keys))
     for i in range(0, len(unique), KEY_LOOKUP_CHUNK):
         chunk = unique[i : i + KEY_LOOKUP_CHUNK]
-        rows = session.execute(select(PaperKey.key, PaperKey.paper_id).where(PaperKey.key.in_(chunk)))
+        rows = session.execute(
+            select(PaperKey.key, PaperKey.paper_id).where(PaperKey.key.in_(chunk))
+        )
         found.update({k: pid for k, pid in rows})
     return found
 
@@ -200,9 +202,7 @@ def store_records(
                 pending_by_key[k] = item
 
     if pending:
-        rows = [
-            p.values | {"first_seen_at": now, "first_ingest_id": ingest_id} for p in pending
-        ]
+        rows = [p.values | {"first_seen_at": now, "first_ingest_id": ingest_id} for p in pending]
         # insertmanyvalues: one round trip per ~1000 rows on both dialects, ids returned
         # in the order given.
         ids = session.scalars(

@@ -1,0 +1,297 @@
+"""Deliver planned digests: claim → render → send → record.
+
+Every send is recorded in its own commit right after the server accepted it, so a
+crash loses nothing and re-sends at most the one message in flight (its lease
+expires and another worker claims it). Claiming is one UPDATE … RETURNING: atomic
+on SQLite, and on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` any number of workers
+share the outbox without waiting on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.config import Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.digest.message import build_message
+from newsletter.digest.models import Delivery
+from newsletter.digest.plan import period_label
+from newsletter.digest.render import (
+    DigestPaper,
+    Recipient,
+    Rendered,
+    build_digest_context,
+    render_email,
+)
+from newsletter.digest.send import PermanentSendError, TransientSendError, Transport
+from newsletter.papers.models import Paper
+from newsletter.subscribers import service as subscribers
+from newsletter.subscribers.models import Subscriber
+
+log = logging.getLogger(__name__)
+
+# A worker holds claimed rows this long; a row still `sending` after that belonged to
+# a worker that died and is claimed again. Far longer than one batch takes to send.
+LEASE = timedelta(minutes=10)
+# Retry transient failures with capped exponential backoff: 1, 2, 4 … 60 minutes,
+# until the digest is this old; a digest days late is worse than none.
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=1)
+RETRY_DEADLINE = timedelta(days=2)
+# Rows claimed per transaction: one SMTP connection serves the batch.
+BATCH_SIZE = 100
+
+
+@dataclass
+class DeliverSummary:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DeliverSummary) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.retried += other.retried
+        self.skipped += other.skipped
+        self.errors += other.errors
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before retry number ``attempts`` (1-based): 1, 2, 4 … minutes, capped."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempts - 1)))
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(Delivery.status == "planned", Delivery.next_attempt_at <= now),
+        and_(Delivery.status == "sending", Delivery.lease_until < now),
+    )
+
+
+def claim(session: Session, *, now: datetime, limit: int = BATCH_SIZE) -> list[int]:
+    """Lease up to ``limit`` due deliveries to this worker; returns their ids."""
+    pick = select(Delivery.id).where(_claimable(now)).order_by(Delivery.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id.in_(pick.scalar_subquery()))
+        .values(status="sending", lease_until=now + LEASE, attempts=Delivery.attempts + 1)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(stmt).all())
+
+
+def manage_links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
+    """(unsubscribe URL, preferences URL) for ``sub``."""
+    token = subscribers.manage_token_for(sub, settings.resolved_secret_key())
+    return f"{settings.base_url}/u/{token}", f"{settings.base_url}/p/{token}"
+
+
+def message_id(settings: Settings, delivery: Delivery) -> str:
+    """Stable for a delivery, so a retry or a duplicate send is recognisable."""
+    host = urlsplit(settings.base_url).hostname or "localhost"
+    return f"<digest.{delivery.id}.{delivery.period}@{host}>"
+
+
+def digest_papers(delivery: Delivery, papers: dict[int, Paper]) -> list[DigestPaper]:
+    out = []
+    for item in delivery.items:
+        p = papers.get(item["paper_id"])
+        if p is None:  # deleted since planning; the rest of the digest still goes
+            continue
+        out.append(
+            DigestPaper(
+                title=p.title,
+                abstract=p.abstract,
+                authors=tuple(p.authors or ()),
+                arxiv_id=p.arxiv_id,
+                url=p.url,
+                score=float(item["score"]),
+                matched=tuple(item["matched"]),
+                title_spans=tuple((a, b) for a, b in item["title_spans"]),
+                abstract_spans=tuple((a, b) for a, b in item["abstract_spans"]),
+            )
+        )
+    return out
+
+
+def render_delivery(
+    settings: Settings, delivery: Delivery, sub: Subscriber, papers: dict[int, Paper]
+) -> Rendered:
+    unsubscribe_url, preferences_url = manage_links(settings, sub)
+    recipient = Recipient(
+        email=sub.email,
+        profile=delivery.profile,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+    )
+    context = build_digest_context(
+        recipient,
+        digest_papers(delivery, papers),
+        period_label=period_label(delivery.period),
+        web_url=f"{settings.base_url}/d/{delivery.web_token}",
+        site_name=settings.site_name,
+        max_papers=settings.max_papers,
+        more_count=delivery.more_count,
+    )
+    return render_email("digest", context)
+
+
+def delivery_message(
+    settings: Settings, delivery: Delivery, sub: Subscriber, papers: dict[int, Paper]
+) -> EmailMessage:
+    rendered = render_delivery(settings, delivery, sub, papers)
+    unsubscribe_url, _ = manage_links(settings, sub)
+    return build_message(
+        rendered,
+        sender=settings.sender,
+        to=sub.email,
+        message_id=message_id(settings, delivery),
+        date=delivery.planned_at,
+        list_id=settings.list_id,
+        unsubscribe_url=unsubscribe_url,
+    )
+
+
+def load_batch(
+    session: Session, ids: Sequence[int]
+) -> tuple[list[Delivery], dict[int, Subscriber], dict[int, Paper]]:
+    """The deliveries, their subscribers and every paper they list: three queries."""
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
+    ).all()
+    subs = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscriber).where(Subscriber.id.in_({d.subscriber_id for d in deliveries}))
+        )
+    }
+    paper_ids = {item["paper_id"] for d in deliveries for item in d.items}
+    papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(paper_ids)))}
+    return list(deliveries), subs, papers
+
+
+def _still_wanted(sub: Subscriber | None) -> str | None:
+    if sub is None:
+        return "subscriber deleted before sending"
+    if sub.status != "active":
+        return f"subscriber {sub.status} before sending"
+    if sub.paused:
+        return "subscriber paused before sending"
+    return None
+
+
+def deliver_batch(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    limit: int = BATCH_SIZE,
+    pace: Callable[[], None] | None = None,
+) -> DeliverSummary | None:
+    """Claim one batch and send it over ``transport`` (already open). None when
+    nothing was due."""
+    summary = DeliverSummary()
+    with session_scope(factory) as session:
+        ids = claim(session, now=now(), limit=limit)
+    if not ids:
+        return None
+    with factory() as session:
+        deliveries, subs, papers = load_batch(session, ids)
+        for d in deliveries:
+            sub = subs.get(d.subscriber_id)
+            reason = _still_wanted(sub)
+            if reason or sub is None:
+                d.status, d.skip_reason, d.lease_until = "skipped", reason, None
+                session.commit()
+                summary.skipped += 1
+                continue
+            try:
+                msg = delivery_message(settings, d, sub, papers)
+                if pace:
+                    pace()
+                transport.send(msg)
+            except TransientSendError as exc:
+                t = now()
+                d.last_error = str(exc)
+                d.lease_until = None
+                if t - d.planned_at > RETRY_DEADLINE:
+                    d.status = "failed"
+                    summary.failed += 1
+                else:
+                    d.status, d.next_attempt_at = "planned", t + backoff(d.attempts)
+                    summary.retried += 1
+                summary.errors.append(f"{sub.email}: {exc}")
+            except PermanentSendError as exc:
+                d.status, d.last_error, d.lease_until = "failed", str(exc), None
+                subscribers.suppress(sub, str(exc))
+                summary.failed += 1
+                summary.errors.append(f"{sub.email}: {exc}")
+            else:
+                d.status, d.sent_at, d.lease_until = "sent", now(), None
+                d.message_id = msg["Message-ID"]
+                summary.sent += 1
+            # One commit per message: a crash re-sends at most the message in flight.
+            session.commit()
+    return summary
+
+
+class RateLimit:
+    """At most ``per_second`` messages per second from this worker (sleeps)."""
+
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = _time.monotonic,
+        sleep: Callable[[float], None] = _time.sleep,
+    ) -> None:
+        self.interval = 1.0 / per_second
+        self.clock, self.sleep = clock, sleep
+        self.next_at = clock()
+
+    def __call__(self) -> None:
+        t = self.clock()
+        if t < self.next_at:
+            self.sleep(self.next_at - t)
+        self.next_at = max(t, self.next_at) + self.interval
+
+
+def deliver_due(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    batch_size: int = BATCH_SIZE,
+    per_second: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DeliverSummary:
+    """Send everything due, batch after batch, over one transport session."""
+    total = DeliverSummary()
+    pace = RateLimit(per_second) if per_second else None
+    with transport:
+        while not should_stop():
+            batch = deliver_batch(
+                factory, settings, transport, now=now, limit=batch_size, pace=pace
+            )
+            if batch is None:
+                break
+            total.add(batch)
+            if batch.sent == 0 and batch.retried + batch.failed > 0 and batch.skipped == 0:
+                break  # the server refuses everything right now: leave the rest for later
+    return total

@@ -1,0 +1,279 @@
+"""Plan digests: which subscriber is due, which papers each one gets.
+
+Planning fixes every delivery's paper list in the outbox, so a retry sends the same
+email, and the unique (subscriber, period) key makes planning twice plan once — even
+two planners at once. Work is batched in the Zulip digest's manner: shared queries
+once, one paper index per run, then every profile matched against it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from newsletter.digest.models import Delivery
+from newsletter.errors import QueryError
+from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
+from newsletter.papers.models import Paper
+from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.query import CompiledProfile, compile_profile
+
+# Rows per INSERT statement: large enough to amortise round trips, small enough to
+# stay under SQLite's bound-parameter limit with ~12 columns per row.
+INSERT_CHUNK = 1000
+
+
+@dataclass
+class PlanSummary:
+    planned: int = 0
+    skipped: int = 0
+    already: int = 0
+    not_due: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+
+
+def period_of(frequency: str, day: date) -> str:
+    """The period key of ``day``: ``D2026-07-30`` (daily) or ``W2026-W31`` (weekly)."""
+    if frequency == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"W{year}-W{week:02d}"
+    return f"D{day.isoformat()}"
+
+
+def period_label(period: str) -> str:
+    """Human words for a period key: "Thursday 30 July 2026", "week 31 of 2026"."""
+    if period.startswith("W"):
+        year, week = period[1:].split("-W")
+        return f"week {int(week)} of {year}"
+    day = date.fromisoformat(period[1:])
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def due_period(sub: Subscriber, now: datetime) -> str | None:
+    """The period ``sub`` is due for at ``now``, or None if their hour has not come.
+
+    Wall-clock comparison in the subscriber's zone: on a DST change the local hour
+    still arrives once per local day (a skipped 02:00 is caught at 03:00), and the
+    period key — the local date — keeps an hour that occurs twice from mailing twice.
+    Missed periods are not replayed: the next digest's window starts where the last
+    one ended, so it carries every paper seen meanwhile (one email, nothing lost).
+    """
+    local = now.astimezone(ZoneInfo(sub.timezone))
+    if sub.frequency == "weekly":
+        weekday = local.weekday()
+        if weekday < sub.weekday or (weekday == sub.weekday and local.hour < sub.hour):
+            return None
+        return period_of("weekly", local.date())
+    if local.hour < sub.hour:
+        return None
+    return period_of("daily", local.date())
+
+
+def worth_sending(matches: Sequence[Match], *, send_empty: bool) -> str | None:
+    """None if the digest should go out, else the reason it is skipped."""
+    if matches or send_empty:
+        return None
+    return "no new paper matched the profile"
+
+
+def _day_start(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
+def _first_window_start(sub: Subscriber, ingest_times: Sequence[datetime]) -> datetime:
+    """A newcomer's first digest also covers the most recent ingest day before they
+    subscribed, so they are not left waiting a day for their first email."""
+    i = bisect.bisect_right(ingest_times, sub.created_at)
+    if i == 0:
+        return sub.created_at
+    return min(sub.created_at, _day_start(ingest_times[i - 1]))
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert delivery rows; a (subscriber, period) planned meanwhile is left alone.
+
+    Returns the subscriber ids whose row this call inserted.
+    """
+    inserted: set[int] = set()
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    for i in range(0, len(rows), INSERT_CHUNK):
+        stmt = ins(Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+        result = session.execute(stmt.returning(Delivery.subscriber_id), rows[i : i + INSERT_CHUNK])
+        inserted.update(result.scalars())
+    return inserted
+
+
+def _item(m: Match) -> dict[str, Any]:
+    return {
+        "paper_id": m.paper_key,
+        "score": round(m.score, 4),
+        "matched": list(m.matched),
+        "title_spans": [list(s) for s in m.title_spans],
+        "abstract_spans": [list(s) for s in m.abstract_spans],
+    }
+
+
+def plan(
+    session: Session,
+    *,
+    now: datetime,
+    day: date | None = None,
+    force: bool = False,
+    max_papers: int = 20,
+    send_empty: bool = False,
+    only: Iterable[int] | None = None,
+) -> PlanSummary:
+    """Plan the due period of every active subscriber (one outbox row each).
+
+    ``day`` plans that day's period for everybody (backfills, tests); ``force`` plans
+    the current period without waiting for the subscriber's hour; ``only`` restricts
+    to subscriber ids. Papers: first seen since the subscriber's previous delivery
+    window ended, up to ``now``; ranked; capped at ``max_papers`` (the rest counted).
+    """
+    rows, summary = plan_rows(
+        session,
+        now=now,
+        day=day,
+        force=force,
+        max_papers=max_papers,
+        send_empty=send_empty,
+        only=only,
+    )
+    inserted = _insert_ignoring_duplicates(session, rows)
+    for row in rows:
+        if row["subscriber_id"] not in inserted:
+            summary.already += 1  # a parallel planner planned this period first
+        elif row["skip_reason"]:
+            summary.skip(row["skip_reason"])
+        else:
+            summary.planned += 1
+    return summary
+
+
+def plan_rows(
+    session: Session,
+    *,
+    now: datetime,
+    day: date | None = None,
+    force: bool = False,
+    max_papers: int = 20,
+    send_empty: bool = False,
+    only: Iterable[int] | None = None,
+    include_planned: bool = False,
+    any_status: bool = False,
+) -> tuple[list[dict[str, Any]], PlanSummary]:
+    """The outbox rows :func:`plan` would insert, without inserting them.
+
+    ``include_planned`` also builds rows for periods already planned (a preview of
+    the next digest); ``any_status`` includes pending, paused and unsubscribed
+    subscribers (the operator's preview). The summary counts only not-due and
+    already-planned subscribers.
+    """
+    summary = PlanSummary()
+    stmt = select(Subscriber)
+    if not any_status:
+        stmt = stmt.where(Subscriber.status == "active", Subscriber.paused.is_(False))
+    if only is not None:
+        stmt = stmt.where(Subscriber.id.in_(list(only)))
+    subscribers = session.scalars(stmt).all()
+
+    periods: dict[int, str] = {}
+    for sub in subscribers:
+        period = period_of(sub.frequency, day) if day else due_period(sub, now)
+        if period is None and force:
+            period = period_of(sub.frequency, now.astimezone(ZoneInfo(sub.timezone)).date())
+        if period is None:
+            summary.not_due += 1
+        else:
+            periods[sub.id] = period
+    if not periods:
+        return [], summary
+
+    existing = set(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.period).where(
+                Delivery.period.in_(set(periods.values()))
+            )
+        ).tuples()
+    )
+    last_end = dict(
+        session.execute(
+            select(Delivery.subscriber_id, func.max(Delivery.window_end)).group_by(
+                Delivery.subscriber_id
+            )
+        ).tuples()
+    )
+    ingest_times = sorted(session.scalars(select(Paper.first_seen_at).distinct()).all())
+
+    todo: list[tuple[Subscriber, str, datetime, CompiledProfile | None]] = []
+    for sub in subscribers:
+        period = periods.get(sub.id)
+        if period is None:
+            continue
+        if (sub.id, period) in existing and not include_planned:
+            summary.already += 1
+            continue
+        start = last_end.get(sub.id)
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        start = start or _first_window_start(sub, ingest_times)
+        try:
+            compiled: CompiledProfile | None = compile_profile(sub.profile)
+        except QueryError:
+            compiled = None
+        todo.append((sub, period, min(start, now), compiled))
+    if not todo:
+        return [], summary
+
+    earliest = min(start for _, _, start, _ in todo)
+    paper_rows = session.execute(
+        select(Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.first_seen_at)
+        .where(Paper.first_seen_at >= earliest, Paper.first_seen_at < now)
+        .order_by(Paper.id)
+    ).all()
+    seen_at = {row.id: row.first_seen_at for row in paper_rows}
+    index = PaperIndex.build(
+        [MatchPaper(r.id, r.title, r.abstract, tuple(r.authors or ())) for r in paper_rows]
+    )
+    profiles = {sub.id: c for sub, _, _, c in todo if c is not None}
+    matched = match_many(profiles, index)
+
+    rows: list[dict[str, Any]] = []
+    for sub, period, start, compiled in todo:
+        in_window = [m for m in matched.get(sub.id, []) if seen_at[m.paper_key] >= start]
+        reason = "the profile does not parse" if compiled is None else None
+        reason = reason or worth_sending(in_window, send_empty=send_empty)
+        kept = in_window[:max_papers]
+        rows.append(
+            {
+                "subscriber_id": sub.id,
+                "period": period,
+                "status": "skipped" if reason else "planned",
+                "window_start": start,
+                "window_end": now,
+                "items": [_item(m) for m in kept],
+                "more_count": len(in_window) - len(kept),
+                "profile": sub.profile,
+                "planned_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "skip_reason": reason,
+                "web_token": None if reason else secrets.token_urlsafe(16),
+            }
+        )
+    return rows, summary

@@ -1,0 +1,582 @@
+"""The profile query language: parse a subscriber's profile, check it, compile it (pure).
+
+A profile is one line a Google Scholar alert user already knows how to write
+(DESIGN.md, "Subscriber profiles"). The grammar, loosest binding first::
+
+    profile := clause ("," clause)*             commas: OR of clauses
+    clause  := conj
+    conj    := disj (["AND"] disj)*             juxtaposition: AND
+    disj    := unary ("OR" unary)*              OR binds tighter than AND
+    unary   := ("-" | "NOT") unary              exclusion
+             | FIELD ":" unary                  ti: / abs: / au: scope what follows
+             | primary
+    primary := WORD | WORD* | "PHRASE" | "PHRASE"* | "(" profile ")"
+
+Precedence follows Google (and so Scholar alerts): ``a b OR c`` means
+``a (b OR c)``; ``-a OR b`` means ``(-a) OR b``; ``ti:a b`` means ``(ti:a) b``.
+Inside parentheses a comma is the same as OR. ``OR``, ``AND`` and ``NOT`` are
+operators only in capitals; ``or``/``not`` are ordinary words.
+
+Words and phrases go through the same tokeniser as paper text (``newsletter.text``):
+an unquoted word that splits into several words (``self-supervised``, ``CIFAR-10``)
+is the phrase of those words, so ``self-supervised`` ≡ ``"self supervised"``.
+Punctuation inside a word or phrase is ignored (``Re:`` is the word ``re``).
+
+Semantics decided here (documented because they are choices):
+
+* Unfielded terms look in the title and the abstract, never in the authors: author
+  names collide with topic words (Bell, Church, Wang), and dump papers have no
+  authors, so ``au:`` is always explicit. An unfielded exclusion likewise excludes a
+  paper that has the term in its title *or* abstract.
+* A top-level clause made only of exclusions (``diffusion, gnn, -survey``) applies to
+  the whole profile: (diffusion OR gnn) AND NOT survey. Read literally it would match
+  almost every paper, which no one means; this is what people mean.
+* ``name:`` is a field only where ``name`` is letters; ``ti``/``abs``/``au`` (any case)
+  always are, even with a space after the colon. Any other ``name:`` is an error
+  ("unknown field") when something other than a space or a digit follows, and an
+  ordinary word otherwise, so ``Re: attention`` and ``arXiv:2401.01234`` still parse.
+  A colon inside a quoted phrase is punctuation.
+* ``-`` is NOT only at the start of a word and only when something follows it
+  directly: ``a - b`` is a lone NOT, ``a-b`` the phrase "a b". ``NOT NOT a`` is ``a``.
+* ``*`` may only end a word (or a phrase: ``"graph neur"*``), and a prefix needs
+  ``MIN_PREFIX_CHARS`` letters. Prefixes compare with the folded, *unstemmed* word.
+
+Every problem raises ``QueryError(problem, position)`` with the 0-based character
+offset of the culprit: unbalanced quote or parenthesis, empty clause / group /
+phrase, unknown or conflicting field, lone NOT, dangling OR/AND, a stray ``*``, a
+prefix too short, a word with nothing to match, a clause that is true for papers
+merely lacking a term, a profile that only excludes, and a clause whose own exclusion
+rules out everything it includes (``network -networks``).
+
+The tree compares by the folded words, not the spelling, so ``canonical()`` can print
+a normal form and ``parse(canonical(parse(t))) == parse(t)``. Each term also keeps the
+spelling the user wrote (``Term.written``, not compared) so a match can say "matched
+*Graph Neural Networks*" in the user's own words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from newsletter.errors import QueryError
+from newsletter.text import stem, words
+
+FieldName: TypeAlias = Literal["ti", "abs", "au"]
+
+#: The fields a user may name, and what each restricts a term to.
+FIELDS: Final[tuple[FieldName, ...]] = ("ti", "abs", "au")
+
+#: Shorter prefixes match a large share of all English words ("co*", "in*"): almost
+#: certainly a typo, and a needless cost for every digest.
+MIN_PREFIX_CHARS: Final = 3
+
+#: A profile is one line in a web form; this bound keeps a pasted document from
+#: becoming a huge tree that every digest run has to evaluate.
+MAX_PROFILE_CHARS: Final = 4000
+
+#: Nesting (parentheses, chained NOT / fields) beyond this is never written by a
+#: person; the bound keeps the recursive parser and printers far from Python's
+#: recursion limit on hostile input.
+MAX_NESTING: Final = 64
+
+#: Compiled profiles are cached by their text: a digest run compiles every
+#: subscriber's profile, and most are unchanged since the last run. Sized for a
+#: large self-hosted list; each entry is a few KiB at most.
+COMPILE_CACHE_SIZE: Final = 16_384
+
+#: Terms are cached by their spelling and field while parsing, so the same word in
+#: thousands of profiles is folded and stemmed once. Cleared when it reaches this
+#: size, since profile text is user input.
+_TERM_CACHE_MAX: Final = 100_000
+
+
+# --- The tree ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A word, a prefix or a phrase, optionally restricted to one field.
+
+    ``words`` are folded, unstemmed words; more than one means the words must be
+    adjacent in that order. ``prefix`` makes the last word a prefix of a folded
+    word. ``field`` None means title or abstract. ``written`` is the user's
+    spelling (not compared); ``stems`` (the stemmed words, the prefix last word
+    kept as is) and ``key`` (a string naming exactly what the term matches, for
+    memoising across profiles) are derived.
+    """
+
+    words: tuple[str, ...]
+    prefix: bool = False
+    field: FieldName | None = None
+    written: str = dataclasses.field(default="", compare=False)
+    stems: tuple[str, ...] = dataclasses.field(init=False, compare=False, repr=False)
+    key: str = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        stems = tuple(stem(w) for w in self.words)
+        if self.prefix:
+            stems = (*stems[:-1], self.words[-1])
+        object.__setattr__(self, "stems", stems)
+        key = f"{self.field or ''}:{' '.join(stems)}{'*' if self.prefix else ''}"
+        object.__setattr__(self, "key", key)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """Papers that do not satisfy ``child``."""
+
+    child: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """Papers that satisfy every child (at least two, none of them an And)."""
+
+    children: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """Papers that satisfy any child (at least two, none of them an Or)."""
+
+    children: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The root: papers satisfying any of ``clauses`` and none of ``excluded``.
+
+    ``excluded`` holds the top-level exclusion clauses, hoisted (``-survey`` as a
+    clause contributes ``survey`` here). ``clauses`` is never empty, and no clause
+    is true of a paper that contains none of the profile's terms.
+    """
+
+    clauses: tuple[Expr, ...]
+    excluded: tuple[Expr, ...] = ()
+
+
+Expr: TypeAlias = Term | Not | And | Or
+Node: TypeAlias = Expr | Profile
+
+
+def matches_empty(node: Node) -> bool:
+    """Whether ``node`` is true for a paper containing none of its terms.
+
+    Such a subtree selects papers by what they lack; as a whole clause it would
+    match nearly every paper.
+    """
+    if isinstance(node, Term):
+        return False
+    if isinstance(node, Not):
+        return not matches_empty(node.child)
+    if isinstance(node, And):
+        return all(matches_empty(c) for c in node.children)
+    if isinstance(node, Or):
+        return any(matches_empty(c) for c in node.children)
+    return any(matches_empty(c) for c in node.clauses)
+
+
+def iter_terms(node: Node, *, positive: bool = True) -> Iterator[tuple[Term, bool]]:
+    """Every term under ``node`` with whether it is included (True) or excluded."""
+    if isinstance(node, Term):
+        yield node, positive
+    elif isinstance(node, Not):
+        yield from iter_terms(node.child, positive=not positive)
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from iter_terms(child, positive=positive)
+    else:
+        for clause in node.clauses:
+            yield from iter_terms(clause, positive=positive)
+        for excluded in node.excluded:
+            yield from iter_terms(excluded, positive=not positive)
+
+
+# --- Printing ------------------------------------------------------------------------
+
+
+def _term_text(term: Term) -> str:
+    body = " ".join(term.words)
+    if len(term.words) > 1:
+        body = f'"{body}"'
+    if term.prefix:
+        body += "*"
+    return f"{term.field}:{body}" if term.field else body
+
+
+def _expr_text(node: Expr, parent: str) -> str:
+    """Print ``node`` as a child of ``parent`` ("and", "or", "not", "top")."""
+    if isinstance(node, Term):
+        return _term_text(node)
+    if isinstance(node, Not):
+        return "-" + _expr_text(node.child, "not")
+    if isinstance(node, And):
+        text = " ".join(_expr_text(c, "and") for c in node.children)
+        # AND is the loosest operator inside a clause: only OR and NOT need it grouped.
+        return f"({text})" if parent in ("or", "not") else text
+    text = " OR ".join(_expr_text(c, "or") for c in node.children)
+    return f"({text})" if parent == "not" else text
+
+
+def canonical(node: Node) -> str:
+    """The normal form of ``node``: folded words, ``-`` for NOT, ``OR``, minimal
+    parentheses, exclusion clauses last. Parsing it gives back an equal tree.
+    """
+    if isinstance(node, Profile):
+        parts = [_expr_text(c, "top") for c in node.clauses]
+        parts += ["-" + _expr_text(x, "not") for x in node.excluded]
+        return ", ".join(parts)
+    return _expr_text(node, "top")
+
+
+# --- Lexing --------------------------------------------------------------------------
+
+_LEX = re.compile(
+    r"""
+      (?P<ws>\s+)
+    | (?P<quote>"(?P<body>[^"]*)(?P<close>"\*?)?)
+    | (?P<lp>\() | (?P<rp>\)) | (?P<comma>,)
+    | (?P<field>[A-Za-z]+):
+    | (?P<word>[^\s"(),]+)
+    """,
+    re.VERBOSE,
+)
+_WORD_ONLY = re.compile(r'[^\s"(),]+')
+_KEYWORDS: Final = {"OR": "or", "AND": "and", "NOT": "not"}
+# Typographic quotes, as a phone or word processor types them, mean a phrase too;
+# each maps to one character, so positions stay those of the user's text.
+_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"'})
+
+# A lexeme: (kind, position, text, prefix). kind is one of word, phrase, field, or,
+# and, not, lp, rp, comma; text is the raw word / phrase body / field name.
+_Lexeme: TypeAlias = tuple[str, int, str, bool]
+
+
+def _lex(text: str) -> list[_Lexeme]:
+    out: list[_Lexeme] = []
+    pos, size = 0, len(text)
+    match = _LEX.match
+    while pos < size:
+        m = match(text, pos)
+        assert m is not None  # the word alternative matches any non-special character
+        kind = m.lastgroup
+        if kind == "ws":
+            pass
+        elif kind == "body" or kind == "close" or kind == "quote":
+            if m.group("close") is None:
+                raise QueryError("unclosed quote", pos)
+            out.append(("phrase", pos, m.group("body"), m.group("close") == '"*'))
+        elif kind == "field":
+            name = m.group("field")
+            after = m.end()
+            if name.lower() in FIELDS:
+                out.append(("field", pos, name.lower(), False))
+            elif after < size and not text[after].isspace() and not text[after].isdigit():
+                raise QueryError(f"unknown field '{name}' (fields are ti:, abs:, au:)", pos)
+            else:
+                m = _WORD_ONLY.match(text, pos)
+                assert m is not None
+                out.append(("word", pos, m.group(), False))
+        elif kind == "word":
+            word = m.group()
+            if word[0] == "-":
+                # "-" negates only what touches it: "a - b" is a mistake, not "a -b".
+                nxt = text[pos + 1] if pos + 1 < size else ""
+                if not nxt or nxt.isspace() or nxt in ",)":
+                    raise QueryError("lone NOT: '-' must touch what it excludes (-word)", pos)
+                out.append(("not", pos, "-", False))
+                pos += 1
+                continue
+            if word in _KEYWORDS:
+                out.append((_KEYWORDS[word], pos, word, False))
+            else:
+                star = word.find("*")
+                if star != -1 and star != len(word) - 1:
+                    raise QueryError("'*' can only end a word (prefix search)", pos + star)
+                out.append(("word", pos, word[:-1] if star != -1 else word, star != -1))
+        else:
+            out.append((kind or "", pos, m.group(), False))
+        pos = m.end()
+    return out
+
+
+# --- Parsing -------------------------------------------------------------------------
+
+_STARTS_UNARY: Final = frozenset({"word", "phrase", "not", "field", "lp"})
+_term_cache: dict[tuple[str, str, bool, FieldName | None], Term] = {}
+
+
+def _make_term(kind: str, raw: str, prefix: bool, field: FieldName | None, pos: int) -> Term:
+    """The Term for one word or phrase lexeme, cached by spelling and field."""
+    cache_key = (kind, raw, prefix, field)
+    found = _term_cache.get(cache_key)
+    if found is not None:
+        return found
+    folded = tuple(w for w, _, _ in words(raw))
+    shown = f"{raw}*" if prefix else raw
+    if not folded:
+        if kind == "phrase":
+            raise QueryError("empty phrase", pos)
+        raise QueryError(f"nothing to match in '{shown}' (no letters or digits)", pos)
+    if prefix and len(folded[-1]) < MIN_PREFIX_CHARS:
+        raise QueryError(
+            f"prefix '{shown}' is too short (at least {MIN_PREFIX_CHARS} letters before '*')",
+            pos,
+        )
+    term = Term(folded, prefix, field, " ".join(shown.split()))
+    if len(_term_cache) >= _TERM_CACHE_MAX:
+        _term_cache.clear()
+    _term_cache[cache_key] = term
+    return term
+
+
+def _covers(excluded: Term, required: Term) -> bool:
+    """Whether every paper matching ``required`` necessarily matches ``excluded``.
+
+    Only the certain cases: the excluded word or phrase (no prefix) appears, stem
+    for stem, inside the required term, in a field scope at least as wide.
+    """
+    if excluded.prefix:
+        return False
+    wide = _SCOPE[excluded.field]
+    if not _SCOPE[required.field] <= wide:
+        return False
+    have = required.stems[:-1] if required.prefix else required.stems
+    need = excluded.stems
+    return any(have[i : i + len(need)] == need for i in range(len(have) - len(need) + 1))
+
+
+_SCOPE: Final[dict[FieldName | None, frozenset[str]]] = {
+    None: frozenset({"ti", "abs"}),
+    "ti": frozenset({"ti"}),
+    "abs": frozenset({"abs"}),
+    "au": frozenset({"au"}),
+}
+
+
+def _check_contradiction(
+    required: list[tuple[Expr, int]], excluded: list[tuple[Expr, int]]
+) -> None:
+    """Raise if an excluded term rules out a required term of the same conjunction."""
+    for ex, ex_pos in excluded:
+        if not isinstance(ex, Term):
+            continue
+        for req, _ in required:
+            if isinstance(req, Term) and _covers(ex, req):
+                raise QueryError(
+                    f"'-{ex.written}' excludes every paper that '{req.written}' matches, "
+                    "so this can never match",
+                    ex_pos,
+                )
+
+
+def _flatten(kind: type[And] | type[Or], children: list[Expr]) -> Expr:
+    flat: list[Expr] = []
+    for child in children:
+        if isinstance(child, kind):
+            flat.extend(child.children)
+        else:
+            flat.append(child)
+    return flat[0] if len(flat) == 1 else kind(tuple(flat))
+
+
+class _Parser:
+    """Recursive descent over the lexemes; each method consumes one grammar rule."""
+
+    def __init__(self, text: str, lexemes: list[_Lexeme]) -> None:
+        self.text = text
+        self.lex = lexemes
+        self.i = 0
+        self.nesting = 0
+
+    def peek(self) -> _Lexeme | None:
+        return self.lex[self.i] if self.i < len(self.lex) else None
+
+    def starts_unary(self) -> bool:
+        nxt = self.peek()
+        return nxt is not None and nxt[0] in _STARTS_UNARY
+
+    def deeper(self, pos: int) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise QueryError(f"nested more than {MAX_NESTING} levels deep", pos)
+
+    def parse_profile(self) -> Profile:
+        clauses = self.parse_list(None, None)
+        leftover = self.peek()
+        if leftover is not None:  # only a ")" can stop parse_list early
+            raise QueryError("unmatched ')'", leftover[1])
+        positive: list[tuple[Expr, int]] = []
+        excluded: list[tuple[Expr, int]] = []
+        for node, pos in clauses:
+            if not matches_empty(node):
+                positive.append((node, pos))
+            elif isinstance(node, Not):
+                excluded.append((node.child, pos))
+            elif isinstance(node, And) and all(isinstance(c, Not) for c in node.children):
+                # "-a -b" as a clause: each exclusion applies to the whole profile.
+                excluded += [(c.child, pos) for c in node.children if isinstance(c, Not)]
+            else:
+                raise QueryError(
+                    "this clause matches every paper that lacks one of its terms; "
+                    "put exclusions next to a word, as in 'diffusion -survey'",
+                    pos,
+                )
+        if not positive:
+            raise QueryError(
+                "the profile only excludes, so it would match almost every paper; "
+                "add a word to include",
+                excluded[0][1],
+            )
+        for node, pos in positive:
+            required = list(_conjuncts(node, pos))
+            _check_contradiction(required, excluded)
+        return Profile(tuple(n for n, _ in positive), tuple(n for n, _ in excluded))
+
+    def parse_list(self, field: FieldName | None, open_pos: int | None) -> list[tuple[Expr, int]]:
+        """Comma-separated clauses up to ")" or the end."""
+        clauses: list[tuple[Expr, int]] = []
+        comma_pos = -1
+        while True:
+            nxt = self.peek()
+            if nxt is None or nxt[0] in ("comma", "rp"):
+                if nxt is not None and nxt[0] == "comma":
+                    raise QueryError("empty clause before ','", nxt[1])
+                if clauses:
+                    raise QueryError("empty clause after ','", comma_pos)
+                if open_pos is not None:
+                    raise QueryError("empty group '()'", open_pos)
+                raise QueryError("the profile is empty", 0)
+            clauses.append((self.parse_conj(field), nxt[1]))
+            nxt = self.peek()
+            if nxt is None or nxt[0] != "comma":
+                return clauses
+            comma_pos = nxt[1]
+            self.i += 1
+
+    def parse_conj(self, field: FieldName | None) -> Expr:
+        children: list[tuple[Expr, int]] = []
+        while True:
+            nxt = self.peek()
+            if nxt is None or nxt[0] in ("comma", "rp"):
+                break
+            kind, pos = nxt[0], nxt[1]
+            if kind in ("or", "and"):
+                self.i += 1
+                if kind == "or" or not children or not self.starts_unary():
+                    raise QueryError(f"'{nxt[2]}' needs a term on both sides", pos)
+                continue
+            children.append((self.parse_disj(field), pos))
+        if len(children) > 1:
+            required = [(c, p) for c, p in children if not isinstance(c, Not)]
+            excluded = [(c.child, p) for c, p in children if isinstance(c, Not)]
+            _check_contradiction(required, excluded)
+        return _flatten(And, [c for c, _ in children])
+
+    def parse_disj(self, field: FieldName | None) -> Expr:
+        children = [self.parse_unary(field)]
+        while (nxt := self.peek()) is not None and nxt[0] == "or":
+            self.i += 1
+            if not self.starts_unary():
+                raise QueryError("'OR' needs a term on both sides", nxt[1])
+            children.append(self.parse_unary(field))
+        return _flatten(Or, children)
+
+    def parse_unary(self, field: FieldName | None) -> Expr:
+        nxt = self.peek()
+        assert nxt is not None  # callers check starts_unary() first
+        kind, pos, raw, prefix = nxt
+        self.i += 1
+        if kind == "not":
+            if not self.starts_unary():
+                raise QueryError("lone NOT: nothing to exclude after it", pos)
+            self.deeper(pos)
+            child = self.parse_unary(field)
+            self.nesting -= 1
+            return child.child if isinstance(child, Not) else Not(child)
+        if kind == "field":
+            name: FieldName = "ti" if raw == "ti" else "abs" if raw == "abs" else "au"
+            if field is not None and field != name:
+                raise QueryError(f"field '{name}:' inside '{field}:'", pos)
+            if not self.starts_unary():
+                raise QueryError(f"nothing after '{name}:'", pos)
+            self.deeper(pos)
+            child = self.parse_unary(name)
+            self.nesting -= 1
+            return child
+        if kind == "lp":
+            self.deeper(pos)
+            clauses = self.parse_list(field, pos)
+            self.nesting -= 1
+            close = self.peek()
+            if close is None or close[0] != "rp":
+                raise QueryError("unclosed '('", pos)
+            self.i += 1
+            return _flatten(Or, [c for c, _ in clauses])
+        if kind in ("word", "phrase"):
+            return _make_term(kind, raw, prefix, field, pos)
+        # Only ")" or "," can reach here, and callers stop before those.
+        raise QueryError(f"unexpected '{raw}'", pos)  # pragma: no cover
+
+
+def _conjuncts(node: Expr, pos: int) -> Iterator[tuple[Expr, int]]:
+    if isinstance(node, And):
+        for child in node.children:
+            yield child, pos
+    else:
+        yield node, pos
+
+
+# --- Public API ----------------------------------------------------------------------
+
+
+def parse(text: str) -> Profile:
+    """Parse and check ``text``; the tree of a valid profile, else ``QueryError``.
+
+    The root is always a ``Profile``. Nothing but ``QueryError`` is raised, whatever
+    the text.
+    """
+    if len(text) > MAX_PROFILE_CHARS:
+        raise QueryError(f"the profile is longer than {MAX_PROFILE_CHARS} characters", 0)
+    text = text.translate(_SMART_QUOTES)
+    return _Parser(text, _lex(text)).parse_profile()
+
+
+@dataclass(frozen=True)
+class CompiledProfile:
+    """A checked profile, ready to match; equal (and hashing) by its source text.
+
+    Reusable across batches and threads. ``tree`` is the parsed profile;
+    ``canonical`` its normal form; ``terms`` the included terms and ``excluded_terms``
+    the excluded ones, as the user wrote them, in order, without repeats.
+    """
+
+    source: str
+    tree: Profile = dataclasses.field(compare=False, repr=False)
+
+    @functools.cached_property
+    def canonical(self) -> str:
+        return canonical(self.tree)
+
+    @functools.cached_property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.written for t, inc in iter_terms(self.tree) if inc))
+
+    @functools.cached_property
+    def excluded_terms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.written for t, inc in iter_terms(self.tree) if not inc))
+
+
+@functools.lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def compile_profile(text: str) -> CompiledProfile:
+    """Parse, check and compile ``text``; raises ``QueryError`` like ``parse``.
+
+    Cached by text, so compiling every subscriber's profile each digest run costs
+    a dictionary lookup for profiles that did not change.
+    """
+    return CompiledProfile(text, parse(text))

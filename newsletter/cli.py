@@ -323,6 +323,82 @@ def digest(
             click.echo(f"  ! {err}", err=True)
 
 
+@cli.command()
+@pass_app
+def status(app: App) -> None:
+    """Print papers, subscribers and deliveries by state, and each job's last run.
+
+    Example: newsletter status
+    """
+    from newsletter.status import counts, job_runs
+
+    with app.factory() as session:
+        data = counts(session) | {"jobs": job_runs(session)}
+    _echo_json(data)
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@cli.command()
+@pass_app
+def serve(app: App) -> None:
+    """Run the web app, the scheduler and a delivery worker in one process.
+
+    Listens on NEWSLETTER_HOST:NEWSLETTER_PORT (127.0.0.1:8000). Drop dumps into the
+    inbox folder (var/inbox) and they are ingested within a minute.
+
+    Example: newsletter serve
+    """
+    from newsletter import serve as roles
+
+    _logging()
+    app.settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+    roles.serve(app.settings, app.factory)
+
+
+@cli.command()
+@pass_app
+def web(app: App) -> None:
+    """Run only the web app (behind a WSGI server; use several for scale-out).
+
+    Example: NEWSLETTER_PORT=8080 newsletter web
+    """
+    from newsletter import serve as roles
+
+    _logging()
+    roles.serve(app.settings, app.factory, scheduler=False, worker=False)
+
+
+@cli.command()
+@pass_app
+def scheduler(app: App) -> None:
+    """Run only the scheduler: inbox, feeds, planning, pruning (run exactly one).
+
+    Example: newsletter scheduler
+    """
+    from newsletter import serve as roles
+
+    _logging()
+    roles.run_scheduler(app.settings, app.factory)
+
+
+@cli.command()
+@pass_app
+def worker(app: App) -> None:
+    """Run only a delivery worker, until stopped (any number on PostgreSQL).
+
+    Example: newsletter worker
+    """
+    from newsletter import serve as roles
+
+    _logging()
+    roles.run_worker(app.settings, app.factory)
+
+
 def _progress(items: list[str], label: str, quiet: bool) -> Any:
     """A progress bar on a terminal for more than one item; silent otherwise."""
     show = not quiet and len(items) > 1 and sys.stderr.isatty()

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 # Importing the model modules registers their tables on Base.metadata.
 import newsletter.digest.models
 import newsletter.papers.models
+import newsletter.status
 import newsletter.subscribers.models  # noqa: F401
 from newsletter.db import Base
 

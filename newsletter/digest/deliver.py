@@ -95,6 +95,16 @@ def claim(session: Session, *, now: datetime, limit: int = BATCH_SIZE) -> list[i
     return sorted(session.scalars(stmt).all())
 
 
+def release(session: Session, ids: Sequence[int]) -> None:
+    """Hand claimed, unsent rows back (a clean shutdown); the claim's attempt is undone."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == "sending")
+        .values(status="planned", lease_until=None, attempts=Delivery.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def manage_links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
     """(unsubscribe URL, preferences URL) for ``sub``."""
     token = subscribers.manage_token_for(sub, settings.resolved_secret_key())
@@ -203,9 +213,11 @@ def deliver_batch(
     now: Callable[[], datetime] = utcnow,
     limit: int = BATCH_SIZE,
     pace: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliverSummary | None:
     """Claim one batch and send it over ``transport`` (already open). None when
-    nothing was due."""
+    nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
+    released (back to planned) for the next worker instead of waiting for the lease."""
     summary = DeliverSummary()
     with session_scope(factory) as session:
         ids = claim(session, now=now(), limit=limit)
@@ -213,7 +225,11 @@ def deliver_batch(
         return None
     with factory() as session:
         deliveries, subs, papers = load_batch(session, ids)
-        for d in deliveries:
+        for n, d in enumerate(deliveries):
+            if should_stop():
+                release(session, [x.id for x in deliveries[n:]])
+                session.commit()
+                break
             sub = subs.get(d.subscriber_id)
             reason = _still_wanted(sub)
             if reason or sub is None:

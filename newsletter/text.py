@@ -145,3 +145,16 @@ def tokens(text: str) -> list[Token]:
     the terms ``self``, ``supervis``, ``network``.
     """
     return [Token(stem(w), start, end, w) for w, start, end in words(text)]
+
+
+def stem_all(folded_words: list[str]) -> list[str]:
+    """``[stem(w) for w in folded_words]``, stemming the uncached words in one call."""
+    cache = _stem_cache
+    missing = [w for w in set(folded_words) if w not in cache]
+    if missing:
+        if len(cache) + len(missing) > _STEM_CACHE_MAX:
+            cache.clear()
+        cache.update(zip(missing, _stemmer().stemWords(missing), strict=True))
+    # ``or stem(w)``: another thread may have cleared the cache since the update.
+    get = cache.get
+    return [get(w) or stem(w) for w in folded_words]

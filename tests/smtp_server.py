@@ -183,6 +183,7 @@ class RecordingHandler:
             count = self._per_peer[session.peer] = self._per_peer.get(session.peer, 0) + 1
         if self.faults.drop_after is not None and count >= self.faults.drop_after:
             # Hang up once the 250 below is written: push() writes before it yields.
+            assert server.transport is not None
             server.loop.call_soon(server.transport.close)
         return reply
 
@@ -202,7 +203,8 @@ async def _perform(server: SMTP, action: Action | None) -> str:
         raise AssertionError("unreachable: the connection was closed")
     if action.startswith("421"):
         # A server saying 421 closes the channel right after (RFC 5321 3.8).
-        server.loop.call_soon(server.transport.close)  # type: ignore[union-attr]
+        assert server.transport is not None
+        server.loop.call_soon(server.transport.close)
     return action
 
 
@@ -216,12 +218,13 @@ def accept_user(name: str, password: str) -> Any:
             name.encode(),
             password.encode(),
         )
-        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+        # handled=False: aiosmtpd answers 535 itself (True would mean "already did").
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     return authenticator
 
 
-class _LoopbackController(Controller):  # type: ignore[misc]
+class _LoopbackController(Controller):
     def factory(self) -> SMTP:
         # Handing aiosmtpd its loop spares it the asyncio.get_event_loop() probe it
         # makes otherwise (under catch_warnings, per connection, in the server thread),

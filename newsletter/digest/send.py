@@ -497,6 +497,9 @@ class SMTPTransport(_Lifecycle):
             raise ConfigError("choose STARTTLS or implicit TLS (smtps), not both")
         if (username is None) != (password is None):
             raise ConfigError("SMTP authentication needs both a username and a password")
+        if not (username or "").isascii() or not (password or "").isascii():
+            # smtplib encodes AUTH as ASCII and would fail at the first send instead.
+            raise ConfigError("SMTP username and password must be ASCII")
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ConfigError(f"SMTP timeout must be a positive number of seconds: {timeout}")
         if username is not None and not (starttls or use_ssl) and not _is_loopback(host):

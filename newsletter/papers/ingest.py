@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -119,6 +119,18 @@ def _fill_missing(target: dict[str, Any], incoming: dict[str, Any]) -> bool:
     return changed
 
 
+# Two ingests that look up the same unseen keys at once would both store the paper.
+# On PostgreSQL a transaction-scoped advisory lock serialises the store step (held to
+# commit); SQLite serialises writers by itself (the second writer fails and its file is
+# retried on the next scan).
+INGEST_LOCK_ID = 0x6E6C5F696E67  # "nl_ing"
+
+
+def _serialise_ingests(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": INGEST_LOCK_ID})
+
+
 def _lookup_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     unique = list(dict.fromkeys(keys))
@@ -163,6 +175,7 @@ def store_records(
     cost per paper stays flat however many papers are stored.
     """
     summary = IngestSummary()
+    _serialise_ingests(session)
     record_keys = [keys_for(r) for r in records]
     known: dict[str, int] = _lookup_keys(session, (k for ks in record_keys for k in ks))
 

@@ -250,14 +250,31 @@ _WORD_ONLY = re.compile(r'[^\s"(),]+')
 _KEYWORDS: Final = {"OR": "or", "AND": "and", "NOT": "not"}
 # Typographic quotes, as a phone or word processor types them, mean a phrase too;
 # each maps to one character, so positions stay those of the user's text.
-_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"'})
+_SMART_QUOTES: Final = ("\u201c", "\u201d", "\u201e")
+
+
+def _straight_quotes(text: str) -> str:
+    for quote in _SMART_QUOTES:
+        if quote in text:
+            text = text.replace(quote, '"')
+    return text
 
 # A lexeme: (kind, position, text, prefix). kind is one of word, phrase, field, or,
-# and, not, lp, rp, comma; text is the raw word / phrase body / field name.
+# and, not, lp, rp, comma, end; text is the raw word / phrase body / field name.
 _Lexeme: TypeAlias = tuple[str, int, str, bool]
 
 
+def _ends_operand(text: str, at: int) -> bool:
+    """Whether nothing an operator could apply to starts at ``text[at]``.
+
+    A comma and ")" count like the end of the text, so that the lexing of a clause
+    does not depend on whether it is lexed alone or inside its profile.
+    """
+    return at >= len(text) or text[at].isspace() or text[at] in ",)"
+
+
 def _lex(text: str) -> list[_Lexeme]:
+    """The lexemes of ``text``, ending with an ``end`` sentinel."""
     out: list[_Lexeme] = []
     pos, size = 0, len(text)
     match = _LEX.match
@@ -267,18 +284,17 @@ def _lex(text: str) -> list[_Lexeme]:
         kind = m.lastgroup
         if kind == "ws":
             pass
-        elif kind == "body" or kind == "close" or kind == "quote":
+        elif kind in ("quote", "body", "close"):
             if m.group("close") is None:
                 raise QueryError("unclosed quote", pos)
             out.append(("phrase", pos, m.group("body"), m.group("close") == '"*'))
         elif kind == "field":
             name = m.group("field")
-            after = m.end()
             if name.lower() in FIELDS:
                 out.append(("field", pos, name.lower(), False))
-            elif after < size and not text[after].isspace() and not text[after].isdigit():
+            elif not _ends_operand(text, m.end()) and not text[m.end()].isdigit():
                 raise QueryError(f"unknown field '{name}' (fields are ti:, abs:, au:)", pos)
-            else:
+            else:  # "Re: x", "arXiv:2401.01234": a word with a colon in it
                 m = _WORD_ONLY.match(text, pos)
                 assert m is not None
                 out.append(("word", pos, m.group(), False))
@@ -286,8 +302,7 @@ def _lex(text: str) -> list[_Lexeme]:
             word = m.group()
             if word[0] == "-":
                 # "-" negates only what touches it: "a - b" is a mistake, not "a -b".
-                nxt = text[pos + 1] if pos + 1 < size else ""
-                if not nxt or nxt.isspace() or nxt in ",)":
+                if _ends_operand(text, pos + 1):
                     raise QueryError("lone NOT: '-' must touch what it excludes (-word)", pos)
                 out.append(("not", pos, "-", False))
                 pos += 1
@@ -302,12 +317,14 @@ def _lex(text: str) -> list[_Lexeme]:
         else:
             out.append((kind or "", pos, m.group(), False))
         pos = m.end()
+    out.append(("end", size, "", False))
     return out
 
 
 # --- Parsing -------------------------------------------------------------------------
 
 _STARTS_UNARY: Final = frozenset({"word", "phrase", "not", "field", "lp"})
+_ENDS_CLAUSE: Final = frozenset({"comma", "rp", "end"})
 _term_cache: dict[tuple[str, str, bool, FieldName | None], Term] = {}
 
 
@@ -335,28 +352,28 @@ def _make_term(kind: str, raw: str, prefix: bool, field: FieldName | None, pos: 
     return term
 
 
-def _covers(excluded: Term, required: Term) -> bool:
-    """Whether every paper matching ``required`` necessarily matches ``excluded``.
-
-    Only the certain cases: the excluded word or phrase (no prefix) appears, stem
-    for stem, inside the required term, in a field scope at least as wide.
-    """
-    if excluded.prefix:
-        return False
-    wide = _SCOPE[excluded.field]
-    if not _SCOPE[required.field] <= wide:
-        return False
-    have = required.stems[:-1] if required.prefix else required.stems
-    need = excluded.stems
-    return any(have[i : i + len(need)] == need for i in range(len(have) - len(need) + 1))
-
-
 _SCOPE: Final[dict[FieldName | None, frozenset[str]]] = {
     None: frozenset({"ti", "abs"}),
     "ti": frozenset({"ti"}),
     "abs": frozenset({"abs"}),
     "au": frozenset({"au"}),
 }
+
+
+def _covers(excluded: Term, required: Term) -> bool:
+    """Whether every paper matching ``required`` necessarily matches ``excluded``.
+
+    Only the certain cases: the excluded word or phrase (no prefix) appears, stem
+    for stem, inside the required term, in a field scope at least as wide.
+    """
+    need, have = excluded.stems, required.stems
+    if excluded.prefix or need[0] not in have:  # the usual answer, found cheaply
+        return False
+    if not _SCOPE[required.field] <= _SCOPE[excluded.field]:
+        return False
+    if required.prefix:
+        have = have[:-1]
+    return any(have[i : i + len(need)] == need for i in range(len(have) - len(need) + 1))
 
 
 def _check_contradiction(
@@ -376,13 +393,15 @@ def _check_contradiction(
 
 
 def _flatten(kind: type[And] | type[Or], children: list[Expr]) -> Expr:
+    if len(children) == 1:
+        return children[0]
     flat: list[Expr] = []
     for child in children:
         if isinstance(child, kind):
             flat.extend(child.children)
         else:
             flat.append(child)
-    return flat[0] if len(flat) == 1 else kind(tuple(flat))
+    return kind(tuple(flat))
 
 
 class _Parser:
@@ -390,16 +409,12 @@ class _Parser:
 
     def __init__(self, text: str, lexemes: list[_Lexeme]) -> None:
         self.text = text
-        self.lex = lexemes
+        self.lex = lexemes  # ends with the "end" sentinel, so peeking never overruns
         self.i = 0
         self.nesting = 0
 
-    def peek(self) -> _Lexeme | None:
-        return self.lex[self.i] if self.i < len(self.lex) else None
-
     def starts_unary(self) -> bool:
-        nxt = self.peek()
-        return nxt is not None and nxt[0] in _STARTS_UNARY
+        return self.lex[self.i][0] in _STARTS_UNARY
 
     def deeper(self, pos: int) -> None:
         self.nesting += 1
@@ -408,79 +423,57 @@ class _Parser:
 
     def parse_profile(self) -> Profile:
         clauses = self.parse_list(None, None)
-        leftover = self.peek()
-        if leftover is not None:  # only a ")" can stop parse_list early
+        leftover = self.lex[self.i]
+        if leftover[0] != "end":  # only a ")" can stop parse_list early
             raise QueryError("unmatched ')'", leftover[1])
-        positive: list[tuple[Expr, int]] = []
-        excluded: list[tuple[Expr, int]] = []
-        for node, pos in clauses:
-            if not matches_empty(node):
-                positive.append((node, pos))
-            elif isinstance(node, Not):
-                excluded.append((node.child, pos))
-            elif isinstance(node, And) and all(isinstance(c, Not) for c in node.children):
-                # "-a -b" as a clause: each exclusion applies to the whole profile.
-                excluded += [(c.child, pos) for c in node.children if isinstance(c, Not)]
-            else:
-                raise QueryError(
-                    "this clause matches every paper that lacks one of its terms; "
-                    "put exclusions next to a word, as in 'diffusion -survey'",
-                    pos,
-                )
-        if not positive:
-            raise QueryError(
-                "the profile only excludes, so it would match almost every paper; "
-                "add a word to include",
-                excluded[0][1],
-            )
-        for node, pos in positive:
-            required = list(_conjuncts(node, pos))
-            _check_contradiction(required, excluded)
-        return Profile(tuple(n for n, _ in positive), tuple(n for n, _ in excluded))
+        return _assemble([(node, matches_empty(node), pos) for node, pos in clauses])
 
     def parse_list(self, field: FieldName | None, open_pos: int | None) -> list[tuple[Expr, int]]:
         """Comma-separated clauses up to ")" or the end."""
         clauses: list[tuple[Expr, int]] = []
         comma_pos = -1
         while True:
-            nxt = self.peek()
-            if nxt is None or nxt[0] in ("comma", "rp"):
-                if nxt is not None and nxt[0] == "comma":
-                    raise QueryError("empty clause before ','", nxt[1])
+            kind, pos = self.lex[self.i][:2]
+            if kind in _ENDS_CLAUSE:
+                if kind == "comma":
+                    raise QueryError("empty clause before ','", pos)
                 if clauses:
                     raise QueryError("empty clause after ','", comma_pos)
                 if open_pos is not None:
                     raise QueryError("empty group '()'", open_pos)
                 raise QueryError("the profile is empty", 0)
-            clauses.append((self.parse_conj(field), nxt[1]))
-            nxt = self.peek()
-            if nxt is None or nxt[0] != "comma":
+            clauses.append((self.parse_conj(field), pos))
+            kind, comma_pos = self.lex[self.i][:2]
+            if kind != "comma":
                 return clauses
-            comma_pos = nxt[1]
             self.i += 1
 
     def parse_conj(self, field: FieldName | None) -> Expr:
         children: list[tuple[Expr, int]] = []
         while True:
-            nxt = self.peek()
-            if nxt is None or nxt[0] in ("comma", "rp"):
+            kind, pos, raw, _ = self.lex[self.i]
+            if kind in _ENDS_CLAUSE:
                 break
-            kind, pos = nxt[0], nxt[1]
-            if kind in ("or", "and"):
+            if kind == "or" or kind == "and":
                 self.i += 1
                 if kind == "or" or not children or not self.starts_unary():
-                    raise QueryError(f"'{nxt[2]}' needs a term on both sides", pos)
+                    raise QueryError(f"'{raw}' needs a term on both sides", pos)
                 continue
             children.append((self.parse_disj(field), pos))
-        if len(children) > 1:
-            required = [(c, p) for c, p in children if not isinstance(c, Not)]
-            excluded = [(c.child, p) for c, p in children if isinstance(c, Not)]
+        if len(children) == 1:
+            return children[0][0]
+        required = [(c, p) for c, p in children if not isinstance(c, Not)]
+        excluded = [(c.child, p) for c, p in children if isinstance(c, Not)]
+        if excluded:
             _check_contradiction(required, excluded)
         return _flatten(And, [c for c, _ in children])
 
     def parse_disj(self, field: FieldName | None) -> Expr:
-        children = [self.parse_unary(field)]
-        while (nxt := self.peek()) is not None and nxt[0] == "or":
+        first = self.parse_unary(field)
+        if self.lex[self.i][0] != "or":
+            return first
+        children = [first]
+        while (nxt := self.lex[self.i])[0] == "or":
             self.i += 1
             if not self.starts_unary():
                 raise QueryError("'OR' needs a term on both sides", nxt[1])
@@ -488,10 +481,10 @@ class _Parser:
         return _flatten(Or, children)
 
     def parse_unary(self, field: FieldName | None) -> Expr:
-        nxt = self.peek()
-        assert nxt is not None  # callers check starts_unary() first
-        kind, pos, raw, prefix = nxt
+        kind, pos, raw, prefix = self.lex[self.i]
         self.i += 1
+        if kind == "word" or kind == "phrase":
+            return _make_term(kind, raw, prefix, field, pos)
         if kind == "not":
             if not self.starts_unary():
                 raise QueryError("lone NOT: nothing to exclude after it", pos)
@@ -509,27 +502,131 @@ class _Parser:
             child = self.parse_unary(name)
             self.nesting -= 1
             return child
-        if kind == "lp":
-            self.deeper(pos)
-            clauses = self.parse_list(field, pos)
-            self.nesting -= 1
-            close = self.peek()
-            if close is None or close[0] != "rp":
-                raise QueryError("unclosed '('", pos)
-            self.i += 1
-            return _flatten(Or, [c for c, _ in clauses])
-        if kind in ("word", "phrase"):
-            return _make_term(kind, raw, prefix, field, pos)
-        # Only ")" or "," can reach here, and callers stop before those.
-        raise QueryError(f"unexpected '{raw}'", pos)  # pragma: no cover
+        # Callers check starts_unary(), so this is "(".
+        self.deeper(pos)
+        clauses = self.parse_list(field, pos)
+        self.nesting -= 1
+        if self.lex[self.i][0] != "rp":
+            raise QueryError("unclosed '('", pos)
+        self.i += 1
+        return _flatten(Or, [c for c, _ in clauses])
 
 
-def _conjuncts(node: Expr, pos: int) -> Iterator[tuple[Expr, int]]:
-    if isinstance(node, And):
-        for child in node.children:
-            yield child, pos
-    else:
-        yield node, pos
+def _assemble(clauses: list[tuple[Expr, bool, int]]) -> Profile:
+    """The Profile of top-level ``(clause, matches_empty(clause), position)`` triples.
+
+    Hoists exclusion clauses and raises for a clause that is true of papers lacking
+    a term, a profile with nothing to include, and a clause the hoisted exclusions
+    rule out entirely.
+    """
+    if not any(empty for _, empty, _ in clauses):  # the common case: nothing to hoist
+        return Profile(tuple(node for node, _, _ in clauses))
+    positive: list[tuple[Expr, int]] = []
+    excluded: list[tuple[Expr, int]] = []
+    for node, empty, pos in clauses:
+        if not empty:
+            positive.append((node, pos))
+        elif isinstance(node, Not):
+            excluded.append((node.child, pos))
+        elif isinstance(node, And) and all(isinstance(c, Not) for c in node.children):
+            # "-a -b" as a clause: each exclusion applies to the whole profile.
+            excluded += [(c.child, pos) for c in node.children if isinstance(c, Not)]
+        else:
+            raise QueryError(
+                "this clause matches every paper that lacks one of its terms; "
+                "put exclusions next to a word, as in 'diffusion -survey'",
+                pos,
+            )
+    if not positive:
+        raise QueryError(
+            "the profile only excludes, so it would match almost every paper; "
+            "add a word to include",
+            excluded[0][1],
+        )
+    if excluded:
+        for node, pos in positive:
+            required = [(c, pos) for c in node.children] if isinstance(node, And) else [(node, pos)]
+            _check_contradiction(required, excluded)
+    return Profile(tuple(n for n, _ in positive), tuple(n for n, _ in excluded))
+
+
+class _Unsplittable(Exception):
+    """A profile that is not simply clauses each parsing alone (see ``_split``)."""
+
+
+class _ClauseCache(dict[str, Expr]):
+    """Raw comma-separated part → its clause, parsed on first use.
+
+    Keyed by the part exactly as written (spaces included) so that a profile's
+    clauses are looked up with one ``map`` over ``text.split(",")``. Most profiles
+    are a handful of clauses, and the same clause ("diffusion", "graph neural
+    network") recurs across subscribers and across days.
+    """
+
+    def __missing__(self, part: str) -> Expr:
+        clause = part.strip()
+        if not clause:
+            raise _Unsplittable
+        try:
+            node = _parse_clause(clause)
+        except QueryError:
+            raise _Unsplittable from None
+        if len(self) >= _CLAUSE_CACHE_MAX:
+            self.clear()
+            _empty_parts.clear()
+        if matches_empty(node):
+            _empty_parts.add(part)
+        self[part] = node
+        return node
+
+
+_CLAUSE_CACHE_MAX: Final = 200_000
+_clause_cache = _ClauseCache()
+# The cached parts whose clause matches empty (exclusion clauses, mostly): only a
+# profile containing one needs the full assembly with positions.
+_empty_parts: set[str] = set()
+
+
+def _split(text: str) -> Profile:
+    """Parse ``text`` clause by clause through the clause cache.
+
+    Raises ``_Unsplittable`` when the text is not simply "clauses separated by
+    commas, each of which parses alone" (a comma inside quotes or parentheses, an
+    empty clause, any error in a clause): the caller then parses the whole text,
+    which also reports the right error. When it returns, the result equals the
+    whole-text parse: every lexeme lies within one part, and lexing treats a comma
+    like the end of the text.
+    """
+    parts = text.split(",")
+    nodes = list(map(_clause_cache.__getitem__, parts))
+    if not _empty_parts or _empty_parts.isdisjoint(parts):
+        return Profile(tuple(nodes))
+    clauses: list[tuple[Expr, bool, int]] = []
+    offset = 0
+    for part, node in zip(parts, nodes, strict=True):
+        start = offset + len(part) - len(part.lstrip())
+        clauses.append((node, part in _empty_parts, start))
+        offset += len(part) + 1
+    return _assemble(clauses)
+
+
+# A clause of plain words (no quotes, groups, fields, prefixes, exclusions or
+# operators) needs no lexer: it is the AND of its whitespace-separated words.
+_NOT_PLAIN = re.compile(r"[\"():*]|(?:^|\s)-|\b(?:OR|AND|NOT)\b")
+
+
+def _parse_clause(clause: str) -> Expr:
+    """One stripped clause parsed alone; ``_Unsplittable`` if it is not a whole
+    clause on its own (a stray ")", half of a comma-split group)."""
+    if _NOT_PLAIN.search(clause) is None:
+        terms = [_make_term("word", w, False, None, 0) for w in clause.split()]
+        return terms[0] if len(terms) == 1 else And(tuple(terms))
+    lexemes = _lex(clause)
+    parser = _Parser(clause, lexemes)
+    node = parser.parse_conj(None)
+    if lexemes[parser.i][0] != "end":
+        raise _Unsplittable
+    return node
 
 
 # --- Public API ----------------------------------------------------------------------
@@ -543,7 +640,19 @@ def parse(text: str) -> Profile:
     """
     if len(text) > MAX_PROFILE_CHARS:
         raise QueryError(f"the profile is longer than {MAX_PROFILE_CHARS} characters", 0)
-    text = text.translate(_SMART_QUOTES)
+    text = _straight_quotes(text)
+    try:
+        return _split(text)
+    except _Unsplittable:
+        return parse_whole(text)
+
+
+def parse_whole(text: str) -> Profile:
+    """``parse`` without the clause cache: the whole text through the parser at once.
+
+    ``parse`` must always agree with it (tested); it is public for that test.
+    """
+    text = _straight_quotes(text)
     return _Parser(text, _lex(text)).parse_profile()
 
 
@@ -580,3 +689,11 @@ def compile_profile(text: str) -> CompiledProfile:
     a dictionary lookup for profiles that did not change.
     """
     return CompiledProfile(text, parse(text))
+
+
+def clear_caches() -> None:
+    """Forget every cached compilation, clause and term (for timing a cold start)."""
+    compile_profile.cache_clear()
+    _clause_cache.clear()
+    _empty_parts.clear()
+    _term_cache.clear()

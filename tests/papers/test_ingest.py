@@ -46,7 +46,10 @@ def test_samples_new_then_duplicates(factory: sessionmaker[Session]) -> None:
         assert sorted(days) == [T0, T0 + timedelta(days=1)]
         ingests = s.scalars(select(Ingest).order_by(Ingest.id)).all()
         assert [(i.new_count, i.duplicate_count) for i in ingests] == [
-            (56, 0), (55, 4), (0, 56), (0, 59)
+            (56, 0),
+            (55, 4),
+            (0, 56),
+            (0, 59),
         ]
         assert ingests[0].content_sha256 == ingests[2].content_sha256
         assert all(i.status == "ok" for i in ingests)
@@ -77,7 +80,9 @@ def test_truncated_dump_keeps_complete_records_and_reports_broken_one(
         assert ingest.status == "partial" and ingest.skipped_count == 1
 
 
-def _arxiv(title: str, arxiv_id: str, version: int = 1, announce: str | None = "new") -> PaperRecord:
+def _arxiv(
+    title: str, arxiv_id: str, version: int = 1, announce: str | None = "new"
+) -> PaperRecord:
     return PaperRecord(
         title=title,
         abstract="An abstract.",
@@ -165,8 +170,12 @@ def test_inbox_moves_files_and_keeps_rejects_with_reason(
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["a.txt"]
     failed = sorted(p.name for p in (inbox / "failed").iterdir())
     assert failed == [
-        "blob.bin", "blob.bin.reason.txt", "empty.txt", "empty.txt.reason.txt",
-        "page.html", "page.html.reason.txt",
+        "blob.bin",
+        "blob.bin.reason.txt",
+        "empty.txt",
+        "empty.txt.reason.txt",
+        "page.html",
+        "page.html.reason.txt",
     ]
     assert "HTML" in (inbox / "failed" / "page.html.reason.txt").read_text()
     assert (inbox / "failed" / "blob.bin").read_bytes() == bytes(range(256)) * 8  # kept intact
@@ -210,8 +219,10 @@ def test_cli_ingest_json_across_process_restarts(db_url: str, tmp_path: Path) ->
 def test_cli_reports_refused_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body>nope</body></html>")
-    env = {"NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
-           "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    env = {
+        "NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+    }
     r = _cli(env, "ingest", str(bad), "--json")
     assert r.returncode == 1
     body = json.loads(r.stdout)
@@ -221,8 +232,10 @@ def test_cli_reports_refused_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", ["missing.txt", "ftp://example.invalid/feed"])
 def test_cli_unreadable_source(tmp_path: Path, source: str) -> None:
-    env = {"NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
-           "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    env = {
+        "NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+    }
     r = _cli(env, "ingest", str(tmp_path / source) if "://" not in source else source, "--json")
     assert r.returncode == 1
     assert len(json.loads(r.stdout)["errors"]) == 1

@@ -1,0 +1,362 @@
+"""Build the MIME message of a rendered email, and turn it into bytes quickly.
+
+:func:`build_message` returns a standard :class:`email.message.EmailMessage`::
+
+    multipart/alternative
+        text/plain; charset="utf-8"   (7bit when ASCII with short lines, else quoted-printable)
+        text/html; charset="utf-8"    (base64)
+
+with From, To, Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the
+email carries an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058).
+
+The stdlib's header machinery parses every value it is given and re-folds it on
+output, which costs more than rendering the email. Here the values we produce are
+checked and encoded once, by this module, into their final ASCII form (folded at
+78 columns; RFC 2047 encoded-words for a non-ASCII subject), and
+:class:`MessagePolicy` stores such values as they are. Reading a header back
+(``msg["Subject"]``) still parses it, lazily, into the usual header object. Bodies are
+encoded up front the same way. Anything else set on the message later goes through
+the stdlib unchanged.
+
+:func:`message_bytes` serialises such a message without the generator's line-by-line
+copying; it returns exactly ``msg.as_bytes()`` (tests check byte equality) and falls
+back to it for any message it does not recognise.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email import utils as email_utils
+from email.headerregistry import BaseHeader, HeaderRegistry
+from email.message import EmailMessage
+from email.policy import EmailPolicy
+from typing import Any, Final, Literal
+
+from newsletter.digest.render import Rendered
+
+__all__ = ["MESSAGE_POLICY", "MessagePolicy", "build_message", "message_bytes", "preview"]
+
+# RFC 5322: lines SHOULD stay within 78 characters and MUST within 998.
+_FOLD_AT: Final = 78
+_HARD_LIMIT: Final = 998
+# RFC 2047: an encoded-word is at most 75 characters, 12 of them "=?utf-8?b?" + "?=".
+_WORD_MAX: Final = 75
+_WORD_OVERHEAD: Final = len("=?utf-8?b??=")
+_BASE64_LINE: Final = 76  # RFC 2045
+
+_PRINTABLE_ASCII: Final = re.compile(r"[\x20-\x7e]*")
+# Controls, and the Unicode line separators some parsers also break lines at.
+_BREAKS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext
+# Message-ID and plain addresses we can write as they are; anything fancier
+# (display names, quoted or non-ASCII local parts, IDNs) is left to the stdlib.
+_MSG_ID: Final = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+_PLAIN_ADDRESS: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+
+
+# An ASCII http(s) URL that can stand in <…> on one header line.
+_HEADER_URL: Final = re.compile(r"https?://[\x21-\x3b\x3d\x3f-\x7e]+")
+_MAX_HEADER_URL: Final = _HARD_LIMIT - len("List-Unsubscribe: <>")
+
+
+class _Encoded(str):
+    """A header value this module has validated, encoded and folded: ASCII only, no
+    line over 998 characters, continuation lines starting with a space."""
+
+    __slots__ = ()
+
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The stdlib registry builds a new header class on every lookup; build each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+class MessagePolicy(EmailPolicy):
+    """``email.policy.SMTP`` (CRLF) that stores pre-encoded values unparsed.
+
+    ``refold_source="none"`` writes stored values back exactly as they are, so a long
+    ``List-Unsubscribe`` URL stays one token instead of being re-encoded by the
+    stdlib folder.
+    """
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if type(value) is _Encoded:
+            return name, str(value)
+        return super().header_store_parse(name, value)
+
+
+#: The policy of every message built here (and of its parts).
+MESSAGE_POLICY: Final = MessagePolicy(
+    linesep="\r\n", refold_source="none", header_factory=_CachedHeaderRegistry()
+)
+
+
+def build_message(
+    rendered: Rendered,
+    *,
+    sender: str,
+    to: str,
+    message_id: str,
+    date: datetime,
+    list_id: str | None = None,
+    unsubscribe_url: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
+    """The multipart/alternative message of ``rendered``.
+
+    ``sender`` is a From value (``"Paper Digest <digest@example.org>"``), ``to`` one
+    address. ``message_id`` (``<…@…>``) should be derived from the delivery so that a
+    retry carries the same id; the MIME boundary is derived from it too, so building
+    the same delivery twice gives the same bytes. ``date`` is written as RFC 5322
+    Date; a naive datetime is taken as UTC (what SQLite returns). ``list_id`` is a
+    List-Id value (``"Paper Digest <digest.example.org>"``).
+
+    The List-Unsubscribe headers are added whenever there is an unsubscribe link:
+    ``unsubscribe_url`` or, when that is None, ``rendered.unsubscribe_url``. Raises
+    ``ValueError`` if a value would break the header block (CR, LF or other control
+    characters), if the two unsubscribe links disagree, or if an address, the
+    Message-ID or the unsubscribe URL is malformed.
+    """
+    unsubscribe = unsubscribe_url if unsubscribe_url is not None else rendered.unsubscribe_url
+    if rendered.unsubscribe_url is not None and unsubscribe != rendered.unsubscribe_url:
+        raise ValueError("unsubscribe_url differs from the email's own unsubscribe link")
+    if not _MSG_ID.fullmatch(message_id):
+        raise ValueError(f"Message-ID must look like <local@domain>, got {message_id!r}")
+
+    msg = EmailMessage(policy=MESSAGE_POLICY)
+    _set_address(msg, "From", sender)
+    _set_address(msg, "To", to)
+    msg["Subject"] = _unstructured("Subject", rendered.subject)
+    msg["Date"] = _Encoded(email_utils.format_datetime(_aware(date)))
+    msg["Message-ID"] = _Encoded(message_id)
+    if list_id is not None:
+        _set_structured(msg, "List-Id", list_id)
+    if unsubscribe is not None:
+        if not _HEADER_URL.fullmatch(unsubscribe) or len(unsubscribe) > _MAX_HEADER_URL:
+            raise ValueError(f"unsubscribe URL must be an ASCII http(s) URL, got {unsubscribe!r}")
+        msg["List-Unsubscribe"] = _Encoded(f"<{unsubscribe}>")
+        # RFC 8058: the link unsubscribes on a POST of this body, with no page to visit.
+        msg["List-Unsubscribe-Post"] = _Encoded("List-Unsubscribe=One-Click")
+    # RFC 3834: vacation responders and other robots do not answer this message.
+    msg["Auto-Submitted"] = _Encoded("auto-generated")
+    for name, value in (extra_headers or {}).items():
+        if not _FIELD_NAME.fullmatch(name):
+            raise ValueError(f"not a header field name: {name!r}")
+        msg[name] = _unstructured(name, value)
+    msg["MIME-Version"] = _Encoded("1.0")
+
+    boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
+    # "=_" cannot occur in quoted-printable or base64 text, so the boundary is safe
+    # without scanning the bodies for it.
+    msg["Content-Type"] = _Encoded(f'multipart/alternative;\r\n boundary="{boundary}"')
+    msg.set_payload([_text_part(rendered.text, "plain"), _text_part(rendered.html, "html")])
+    return msg
+
+
+def message_bytes(msg: EmailMessage) -> bytes:
+    """``msg.as_bytes()`` — the same bytes, several times faster for a message from
+    :func:`build_message`. Falls back to the stdlib for any other message shape."""
+    out: list[bytes] = []
+    if _flatten(msg, msg.policy.linesep, out):
+        return b"".join(out)
+    return msg.as_bytes()
+
+
+def preview(msg: EmailMessage, part: Literal["html", "text", "eml"]) -> bytes:
+    """What ``newsletter preview --html|--text|--eml`` prints: the decoded HTML or
+    text body (UTF-8), or the whole message as it would be sent."""
+    if part == "eml":
+        return message_bytes(msg)
+    body = msg.get_body(preferencelist=(part if part == "html" else "plain",))
+    if body is None:
+        raise ValueError(f"the message has no {part} part")
+    content = body.get_content()
+    return content.encode("utf-8") if isinstance(content, str) else bytes(content)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _check(name: str, value: str) -> None:
+    if _BREAKS.search(value):
+        # CR, LF, NUL or another control: it would end the header or smuggle in another.
+        raise ValueError(f"{name} contains control characters: {value!r}")
+
+
+def _unstructured(name: str, value: str) -> _Encoded:
+    """``value`` as an unstructured header (Subject, X-…): folded at spaces when it is
+    printable ASCII, else as RFC 2047 encoded-words (UTF-8, base64)."""
+    _check(name, value)
+    if _PRINTABLE_ASCII.fullmatch(value) and "=?" not in value:
+        folded = _fold_at_spaces(name, value)
+        if folded is not None:
+            return folded
+    # A literal "=?…?=" in a title would be decoded by mail clients as an encoded-word,
+    # so such a value is encoded too: the reader sees exactly the text we meant.
+    return _encoded_words(name, value)
+
+
+def _set_structured(msg: EmailMessage, name: str, value: str) -> None:
+    """A structured value (List-Id): as it is when printable ASCII, else the stdlib."""
+    _check(name, value)
+    folded = _fold_at_spaces(name, value) if _PRINTABLE_ASCII.fullmatch(value) else None
+    msg[name] = folded if folded is not None else value
+
+
+def _set_address(msg: EmailMessage, name: str, value: str) -> None:
+    """One address: a plain ``local@domain`` as it is, anything else (a display name,
+    quoting, non-ASCII) as the stdlib writes it — parsed once per distinct value."""
+    _check(name, value)
+    if _PLAIN_ADDRESS.fullmatch(value) and len(name) + 2 + len(value) <= _FOLD_AT:
+        msg[name] = _Encoded(value)
+    else:
+        msg[name] = _address_header(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_header(name: str, value: str) -> _Encoded | BaseHeader:
+    """The stdlib's folded form of an address header, or its header object when that
+    form is not ASCII (an internationalised address, for an SMTPUTF8 transport).
+    Raises ``ValueError`` unless ``value`` is exactly one address with a domain."""
+    header = MESSAGE_POLICY.header_factory(name, value)
+    addresses = getattr(header, "addresses", ())
+    if header.defects or len(addresses) != 1 or not addresses[0].domain:
+        raise ValueError(f"{name} is not one valid address: {value!r}")
+    folded = header.fold(policy=MESSAGE_POLICY)
+    if not folded.isascii():
+        return header
+    return _Encoded(folded[len(name) + 2 :].removesuffix("\r\n"))
+
+
+def _fold_at_spaces(name: str, value: str) -> _Encoded | None:
+    """Printable ASCII folded before spaces to fit 78 columns where it can; a word
+    too long for a line stays whole. None if a line would pass 998 characters."""
+    room = _FOLD_AT - len(name) - 2  # the first line also holds "Name: "
+    if len(value) <= room:
+        return _Encoded(value)
+    lines: list[str] = []
+    line = ""
+    for i, word in enumerate(value.split(" ")):
+        piece = word if i == 0 else " " + word
+        # Fold only before a real word, so no line is whitespace alone (RFC 5322 §3.2.2).
+        if word and line.strip() and len(line) + len(piece) > room:
+            lines.append(line)
+            line, room = piece, _FOLD_AT
+        else:
+            line += piece
+    lines.append(line)
+    if len(lines[0]) + len(name) + 2 > _HARD_LIMIT or any(len(x) > _HARD_LIMIT for x in lines):
+        return None
+    return _Encoded("\r\n".join(lines))
+
+
+def _encoded_words(name: str, value: str) -> _Encoded:
+    """``value`` as base64 encoded-words, one per line, never splitting a UTF-8
+    character (RFC 2047 §5: each word must decode on its own)."""
+    data = value.encode("utf-8")
+    words: list[str] = []
+    prefix = len(name) + 2  # "Subject: " on the first line, " " on the others
+    pos = 0
+    while pos < len(data) or not words:
+        room = max(min(_WORD_MAX, _FOLD_AT - prefix) - _WORD_OVERHEAD, 8)
+        end = min(len(data), pos + room // 4 * 3)
+        while end < len(data) and end > pos + 1 and (data[end] & 0xC0) == 0x80:
+            end -= 1  # back off to the start of a UTF-8 character
+        chunk = binascii.b2a_base64(data[pos:end], newline=False).decode("ascii")
+        words.append(f"=?utf-8?b?{chunk}?=")
+        pos, prefix = end, 1
+    return _Encoded("\r\n ".join(words))
+
+
+def _aware(date: datetime) -> datetime:
+    return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------- bodies
+
+_CT_PLAIN: Final = _Encoded('text/plain; charset="utf-8"')
+_CT_HTML: Final = _Encoded('text/html; charset="utf-8"')
+
+
+def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
+    """A leaf part whose payload is already transfer-encoded, with CRLF line ends."""
+    part = EmailMessage(policy=MESSAGE_POLICY)
+    part["Content-Type"] = _CT_PLAIN if subtype == "plain" else _CT_HTML
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if subtype == "plain":
+        cte, payload = _text_encoding(text)
+    else:
+        # HTML lines can be long and carry any character: base64 is the cheap,
+        # always-valid choice (binascii does it in C).
+        cte, payload = "base64", _base64(text.encode("utf-8"))
+    part["Content-Transfer-Encoding"] = _Encoded(cte)
+    part.set_payload(payload)
+    return part
+
+
+def _text_encoding(text: str) -> tuple[str, str]:
+    """7bit when the text is ASCII with lines of at most 78 characters — readable as
+    it is, as the stdlib would choose — else quoted-printable."""
+    if text.isascii() and max(map(len, text.split("\n"))) <= _FOLD_AT:
+        return "7bit", text.replace("\n", "\r\n")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return "quoted-printable", encoded.decode("ascii").replace("\n", "\r\n")
+
+
+def _base64(data: bytes) -> str:
+    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
+    lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
+    lines.append("")
+    return "\r\n".join(lines)
+
+
+# ------------------------------------------------------------------------ serialising
+
+
+def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
+    """Append what ``BytesGenerator`` would write for ``part``; False if ``part`` is
+    outside the shapes this reproduces exactly (then nothing may be used)."""
+    fold = part.policy.fold_binary
+    out.extend(fold(name, value) for name, value in part.raw_items())
+    out.append(linesep.encode("ascii"))
+    payload = part.get_payload()
+    if part.is_multipart():
+        boundary = part.get_boundary()
+        if boundary is None or part.preamble is not None or part.epilogue is not None:
+            return False
+        assert isinstance(payload, list)
+        for i, sub in enumerate(payload):
+            dash = f"--{boundary}{linesep}" if i == 0 else f"{linesep}--{boundary}{linesep}"
+            out.append(dash.encode("ascii"))
+            if not isinstance(sub, EmailMessage) or not _flatten(sub, linesep, out):
+                return False
+        out.append(f"{linesep}--{boundary}--{linesep}".encode("ascii"))
+        return bool(payload)
+    if not isinstance(payload, str) or not payload.isascii():
+        return False
+    # The generator rewrites every line ending as linesep; a payload that has only
+    # linesep endings comes out unchanged.
+    n = payload.count(linesep)
+    if payload.count("\r") != n or payload.count("\n") != n or linesep != "\r\n":
+        return False
+    out.append(payload.encode("ascii"))
+    return True

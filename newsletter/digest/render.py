@@ -1,0 +1,517 @@
+"""Render emails: a JSON-safe context in, subject / text / HTML out.
+
+One renderer serves every email. An email is a directory
+``templates/email/<name>/`` holding ``subject.txt``, ``body.txt`` and ``body.html``,
+each extending ``templates/email/_base/``; contexts come from
+:mod:`newsletter.digest.context` (re-exported here). Pure: no database, no network.
+
+**CSS is inlined once per template, never per email.** The only CSS is
+``_base/styles.css``; its selectors name a class, a tag or ``tag.class``, never an
+ancestor or a state, so the style premailer gives an element depends on nothing but
+that element's own start tag in the template. When jinja2 first loads an HTML
+template, :class:`_StyleInliner`
+
+1. finds every start tag of the template source (``<td class="card-cell">``; jinja
+   blocks, expressions and HTML comments are skipped, and attributes that hold
+   ``{{ … }}`` are kept aside),
+2. builds a skeleton document holding one element per distinct static tag, runs
+   premailer over it once with the stylesheet, and caches each element's resulting
+   attributes (``style``, premailer's ``bgcolor``/``width``/``align``, no ``class``),
+3. writes those attributes into the template source and drops its ``<style>`` block.
+
+jinja2 then compiles the rewritten source and caches the compiled template, so an
+email costs one jinja2 render and nothing else. :func:`render_email_premailer` is the
+reference: the untouched templates (with their ``<style>`` block) rendered and then
+passed through ``premailer.transform`` on every email, as a naive sender would.
+``tests/digest/test_render.py`` checks over a corpus of contexts that both produce the
+same elements with the same inline styles; ``benchmarks/bench_render.py`` times both.
+"""
+
+from __future__ import annotations
+
+import functools
+import html as html_lib
+import importlib.resources
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cssutils  # type: ignore[import-untyped]
+import premailer
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
+from lxml import etree  # type: ignore[import-untyped]
+
+from newsletter.digest.context import (
+    DEFAULT_MAX_PAPERS,
+    ELLIPSIS,
+    DigestPaper,
+    Recipient,
+    build_confirm_context,
+    build_digest_context,
+    clean_text,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PAPERS",
+    "MAX_HTML_BYTES",
+    "DigestPaper",
+    "Recipient",
+    "Rendered",
+    "build_confirm_context",
+    "build_digest_context",
+    "premailer_transform",
+    "render_email",
+    "render_email_premailer",
+]
+
+#: Gmail clips an HTML body past ~102 KB behind "[Message clipped]", hiding the
+#: footer and its unsubscribe link; we stay under with a margin.
+MAX_HTML_BYTES: Final = 100_000
+#: Mail clients show ~60–90 characters of a subject; past 150 nothing reads it.
+SUBJECT_CHARS: Final = 150
+#: Column width of the text part: fits an 80-column terminal with a quote prefix.
+TEXT_WIDTH: Final = 72
+
+_TEMPLATE_PACKAGE: Final = "newsletter.templates"
+_TEMPLATE_DIR: Final = "email"
+_STYLESHEET: Final = "_base/styles.css"
+
+#: The premailer settings of both paths: the one-off skeleton run and the reference.
+PREMAILER_OPTIONS: Final[Mapping[str, Any]] = {
+    # Once styles are inline nothing may depend on a class or a <style> block.
+    "remove_classes": True,
+    # Never fetch a <link rel=stylesheet>; there is none, and rendering is pure.
+    "allow_network": False,
+    "disable_link_rewrites": True,
+    # cssutils' validation only logs ("Unknown Property name" for the mso-/-webkit-
+    # properties mail clients need) and changes nothing; _check_stylesheet validates
+    # the stylesheet once, strictly, instead.
+    "disable_validation": True,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A rendered email. ``subject`` is one line, ``text`` ends with a newline,
+    ``html`` has every style inline. ``unsubscribe_url`` is the context's unsubscribe
+    link (None when it has none); the message builder turns it into the
+    List-Unsubscribe headers."""
+
+    subject: str
+    text: str
+    html: str
+    unsubscribe_url: str | None = None
+
+
+def render_email(
+    name: str, context: Mapping[str, Any], *, max_html_bytes: int = MAX_HTML_BYTES
+) -> Rendered:
+    """Render the email ``name`` (``"digest"``, ``"confirm"``) for ``context``.
+
+    If the HTML would exceed ``max_html_bytes`` (UTF-8) and the context lists
+    ``papers``, the last papers are left out and counted in ``more`` until it fits,
+    so the email ends with "and N more" and a link to the web copy instead of being
+    clipped. Raises ``jinja2.TemplateNotFound`` for an unknown ``name`` and
+    ``jinja2.UndefinedError`` when the context lacks a field a template uses.
+    """
+    return _render_fitting(_templates(name, inline=True), context, max_html_bytes, None)
+
+
+def render_email_premailer(
+    name: str, context: Mapping[str, Any], *, max_html_bytes: int = MAX_HTML_BYTES
+) -> Rendered:
+    """The reference path: like :func:`render_email`, but the HTML is rendered with
+    its ``<style>`` block and run through ``premailer.transform`` every time.
+
+    Many times slower; it exists so tests can prove :func:`render_email` equal to it
+    and the benchmark can measure the difference. Never used to send mail.
+    """
+    return _render_fitting(
+        _templates(name, inline=False), context, max_html_bytes, premailer_transform
+    )
+
+
+def premailer_transform(html: str) -> str:
+    """``premailer.transform`` with this module's settings (:data:`PREMAILER_OPTIONS`)."""
+    result: str = premailer.transform(html, **PREMAILER_OPTIONS)
+    return result
+
+
+# ------------------------------------------------------------------------ rendering
+
+
+@dataclass(frozen=True, slots=True)
+class _Templates:
+    subject: Template
+    text: Template
+    html: Template
+
+
+@functools.cache
+def _templates(name: str, *, inline: bool) -> _Templates:
+    env = _environment(inline)
+    return _Templates(
+        env.get_template(f"{name}/subject.txt"),
+        env.get_template(f"{name}/body.txt"),
+        env.get_template(f"{name}/body.html"),
+    )
+
+
+def _render_fitting(
+    templates: _Templates,
+    context: Mapping[str, Any],
+    max_html_bytes: int,
+    postprocess: Callable[[str], str] | None,
+) -> Rendered:
+    rendered = _render_once(templates, context, postprocess)
+    papers = context.get("papers")
+    if len(rendered.html.encode()) <= max_html_bytes or not isinstance(papers, list):
+        return rendered
+    # Too big: find the most papers that fit. Sizes grow with the paper count, so a
+    # binary search needs ~log2(20) extra renders, and only for oversized digests.
+    fits, lo, hi = 0, 0, len(papers) - 1
+    best: Rendered | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = _render_once(templates, _keep_papers(context, mid), postprocess)
+        if len(candidate.html.encode()) <= max_html_bytes:
+            fits, best, lo = mid, candidate, mid + 1
+        else:
+            hi = mid - 1
+    if best is None:  # not even the frame fits: send the frame, the link says the rest
+        best = _render_once(templates, _keep_papers(context, fits), postprocess)
+    return best
+
+
+def _keep_papers(context: Mapping[str, Any], count: int) -> dict[str, Any]:
+    papers = context["papers"]
+    return {
+        **context,
+        "papers": papers[:count],
+        "more": int(context.get("more", 0)) + len(papers) - count,
+    }
+
+
+def _render_once(
+    templates: _Templates,
+    context: Mapping[str, Any],
+    postprocess: Callable[[str], str] | None,
+) -> Rendered:
+    html = templates.html.render(context)
+    if postprocess is not None:
+        html = postprocess(html)
+    links = context.get("links")
+    unsubscribe = links.get("unsubscribe") if isinstance(links, Mapping) else None
+    return Rendered(
+        subject=_one_line(templates.subject.render(context)),
+        text=_tidy_text(templates.text.render(context)),
+        html=html,
+        unsubscribe_url=unsubscribe if isinstance(unsubscribe, str) else None,
+    )
+
+
+def _one_line(subject: str) -> str:
+    """A subject that is one safe header line whatever the titles held: no controls,
+    no line breaks, whitespace collapsed, at most :data:`SUBJECT_CHARS` characters."""
+    subject = clean_text(subject)
+    if len(subject) <= SUBJECT_CHARS:
+        return subject
+    cut = subject.rfind(" ", 0, SUBJECT_CHARS)
+    return subject[: cut if cut > SUBJECT_CHARS // 2 else SUBJECT_CHARS].rstrip() + ELLIPSIS
+
+
+def _tidy_text(text: str) -> str:
+    """No trailing spaces, at most two blank lines in a row, one final newline."""
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    while "\n\n\n\n" in text:
+        text = text.replace("\n\n\n\n", "\n\n\n")
+    return text.strip("\n") + "\n"
+
+
+# ------------------------------------------------------------------ jinja2 plumbing
+
+
+@functools.cache
+def _environment(inline: bool) -> Environment:
+    """The jinja2 environment of one path; built once, templates compiled once."""
+    env = Environment(
+        loader=_EmailLoader(_inliner() if inline else None),
+        # Escape everything in HTML; the text parts and the subject are not HTML.
+        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Templates ship inside the package and never change while we run.
+        auto_reload=False,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["starred"] = starred
+    env.filters["ljust"] = str.ljust
+    return env
+
+
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """``text`` re-flowed to ``width`` columns: ``first`` (default ``indent``) before
+    the first line, ``indent`` before the others. Words are never broken, so a long
+    URL keeps its line. A template filter (``{{ x|wrap(72, "    ") }}``)."""
+    text = " ".join(text.split())
+    head = indent if first is None else first
+    if not text:
+        return head.rstrip()
+    # One regex pass does the greedy fill in C: the longest run of at most ``room``
+    # characters that ends before a space, else one overlong word.
+    room = max(width - len(indent), 1)
+    lines: list[str] = []
+    pos = 0
+    if len(head) != len(indent):
+        match = _line_pattern(max(width - len(head), 1)).match(text)
+        assert match is not None  # the second alternative matches any word
+        lines.append(match.group(1) or match.group(2))
+        pos = match.end()
+    lines += [a or b for a, b in _line_pattern(room).findall(text, pos)]
+    return head + ("\n" + indent).join(lines)
+
+
+@functools.cache
+def _line_pattern(room: int) -> re.Pattern[str]:
+    return re.compile(rf"(.{{1,{room}}})(?: |$)|(\S+)(?: |$)")
+
+
+def starred(segments: list[Mapping[str, Any]]) -> str:
+    """Segments joined, hits marked ``*like this*``: emphasis a terminal reader
+    recognises. A template filter for the text part."""
+    return "".join(f"*{s['text']}*" if s["hit"] else s["text"] for s in segments)
+
+
+class _EmailLoader(BaseLoader):
+    """Loads ``templates/email/**`` from the installed package (works from a wheel).
+
+    HTML sources lose their indentation (whitespace between tags only costs bytes);
+    with an inliner they also get their styles inlined and their ``<style>`` removed.
+    Both paths compact alike, so their output differs only in how styles got inline.
+    """
+
+    def __init__(self, inliner: _StyleInliner | None) -> None:
+        self._inliner = inliner
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source = _read_template(template)
+        if template.endswith(".html"):
+            source = _compact(source)
+            if self._inliner is not None:
+                source = self._inliner.inline(source, template)
+        return source, None, _always_fresh
+
+
+def _always_fresh() -> bool:
+    return True
+
+
+def _read_template(template: str) -> str:
+    parts = template.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise TemplateNotFound(template)
+    path = importlib.resources.files(_TEMPLATE_PACKAGE).joinpath(_TEMPLATE_DIR, *parts)
+    if not path.is_file():
+        raise TemplateNotFound(template)
+    return path.read_text(encoding="utf-8")
+
+
+def _compact(source: str) -> str:
+    return "\n".join(stripped for line in source.splitlines() if (stripped := line.strip()))
+
+
+# ------------------------------------------------------------------ style inlining
+
+# What the stylesheet may contain so that an element's style is a function of its
+# own tag and attributes: a class, a tag, or tag.class — no combinators, no ids,
+# no attribute selectors, no pseudo-classes.
+_SIMPLE_SELECTOR: Final = re.compile(r"[a-z][a-z0-9]*|(?:[a-z][a-z0-9]*)?(?:\.[A-Za-z_][-\w]*)+")
+# Properties cssutils does not know but mail clients need (Outlook's mso-hide, iOS's
+# -webkit-text-size-adjust); everything else must be valid CSS.
+_VENDOR_PREFIXES: Final = ("mso-", "-webkit-", "-ms-", "-moz-")
+# CSS Text 3 properties newer than cssutils' profiles (long URLs and tokens wrap).
+_UNPROFILED: Final = frozenset({"word-break", "overflow-wrap"})
+
+# Tokens of a template source, tried in this order at each "<" or "{": the <style>
+# block, things to leave alone (jinja comments, statements and expressions, HTML
+# comments including Outlook's conditional ones, the doctype, end tags), a start
+# tag whose attributes are all double-quoted, or anything else that starts a tag —
+# which the inliner refuses rather than guess at.
+_TOKEN: Final = re.compile(
+    r"""
+    (?P<style><style\b[^>]*>.*?</style\s*>)
+  | (?P<skip>\{\#.*?\#\}|\{%.*?%\}|\{\{.*?\}\}|<!--.*?-->|<!(?i:doctype)[^>]*>|</[a-zA-Z][a-zA-Z0-9]*\s*>)
+  | (?P<start><(?P<tag>[a-zA-Z][a-zA-Z0-9]*)(?P<attrs>(?:\s+[a-zA-Z_:][-\w:.]*="[^"]*")*)\s*(?P<slash>/?)>)
+  | (?P<bad><[a-zA-Z])
+    """,
+    re.DOTALL | re.VERBOSE,
+)
+_ATTR: Final = re.compile(r'\s+([a-zA-Z_:][-\w:.]*)="([^"]*)"')
+_JINJA: Final = ("{{", "{%", "{#")
+
+# A start tag as the inliner sees it: its tag name and its static attributes.
+_TagKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class _StyleInliner:
+    """Writes the stylesheet's styles into template sources; see the module doc."""
+
+    def __init__(self, css: str) -> None:
+        _check_stylesheet(css)
+        self._css = css
+        self._attrs: dict[_TagKey, tuple[tuple[str, str], ...]] = {}
+        self._lock = threading.Lock()
+
+    def inline(self, source: str, template: str) -> str:
+        """``source`` with every start tag's attributes as premailer would leave them,
+        and without its ``<style>`` block. Raises ``TemplateError`` for markup it
+        cannot inline safely (a class made of ``{{ … }}``, an unquoted attribute)."""
+        tags = list(self._start_tags(source, template))
+        with self._lock:
+            missing = list(
+                dict.fromkeys(key for _, key, _ in tags if key[0] and key not in self._attrs)
+            )
+            if missing:
+                self._attrs.update(self._premailer_attributes(missing))
+        out: list[str] = []
+        pos = 0
+        for match, key, dynamic in tags:
+            out.append(source[pos : match.start()])
+            out.append(self._start_tag(key, dynamic, match, template))
+            pos = match.end()
+        out.append(source[pos:])
+        return "".join(out)
+
+    def _start_tags(
+        self, source: str, template: str
+    ) -> Iterator[tuple[re.Match[str], _TagKey, list[tuple[str, str]]]]:
+        """(match, key, dynamic attributes) of each start tag; style blocks yield a
+        match with an empty key so they are replaced by nothing."""
+        for token in _TOKEN.finditer(source):
+            if token.group("style"):
+                yield token, ("", ()), []
+            elif token.group("bad"):
+                snippet = source[token.start() : token.start() + 60]
+                raise TemplateError(f"{template}: cannot inline styles into {snippet!r}")
+            elif token.group("start"):
+                static: list[tuple[str, str]] = []
+                dynamic: list[tuple[str, str]] = []
+                for name, value in _ATTR.findall(token.group("attrs")):
+                    if any(mark in value for mark in _JINJA):
+                        if name in ("class", "style"):
+                            raise TemplateError(
+                                f"{template}: {name}={value!r} must be static text so its"
+                                " style can be computed once"
+                            )
+                        dynamic.append((name, value))
+                    else:
+                        static.append((name, html_lib.unescape(value)))
+                yield token, (token.group("tag").lower(), tuple(static)), dynamic
+
+    def _start_tag(
+        self,
+        key: _TagKey,
+        dynamic: list[tuple[str, str]],
+        match: re.Match[str],
+        template: str,
+    ) -> str:
+        tag, _ = key
+        if not tag:  # the <style> block
+            return ""
+        attrs = dict(self._attrs[key])
+        clash = attrs.keys() & {name for name, _ in dynamic}
+        if clash:
+            raise TemplateError(f"{template}: <{tag}> sets {sorted(clash)} both in CSS and in markup")
+        parts = [f"<{tag}"]
+        parts += [f' {name}="{_attribute(value, template)}"' for name, value in attrs.items()]
+        # Dynamic attributes keep their source text: jinja2 fills and escapes them.
+        parts += [f' {name}="{value}"' for name, value in dynamic]
+        parts.append(" />" if match.group("slash") else ">")
+        return "".join(parts)
+
+    def _premailer_attributes(
+        self, keys: list[_TagKey]
+    ) -> dict[_TagKey, tuple[tuple[str, str], ...]]:
+        """Run premailer once over a skeleton with one element per key.
+
+        The skeleton is built as a tree (not parsed from text), so elements the HTML
+        parser would move (a <td> outside a table) stay where they are; with simple
+        selectors, where an element sits does not change its style.
+        """
+        root = etree.Element("html")
+        etree.SubElement(etree.SubElement(root, "head"), "style").text = self._css
+        body = etree.SubElement(root, "body")
+        elements = [etree.SubElement(body, tag, attrib=dict(attrs)) for tag, attrs in keys]
+        premailer.Premailer(**PREMAILER_OPTIONS).transform(root)
+        return {
+            key: tuple((str(k), str(v)) for k, v in element.attrib.items())
+            for key, element in zip(keys, elements, strict=True)
+        }
+
+
+def _attribute(value: str, template: str) -> str:
+    escaped = html_lib.escape(value, quote=True)
+    if any(mark in escaped for mark in _JINJA):
+        raise TemplateError(f"{template}: an inlined style contains jinja2 syntax: {value!r}")
+    return escaped
+
+
+@functools.cache
+def _inliner() -> _StyleInliner:
+    return _StyleInliner(_read_template(_STYLESHEET))
+
+
+def _check_stylesheet(css: str) -> None:
+    """Refuse a stylesheet the inliner cannot honour, or that has invalid CSS.
+
+    Raises ``TemplateError`` naming the rule: a selector that is not simple, an
+    at-rule (``@media`` cannot be inlined), or a property value cssutils rejects.
+    """
+    captured: list[logging.LogRecord] = []
+    handler = _Collect(captured)
+    log = logging.getLogger("CSSUTILS")
+    log.addHandler(handler)
+    try:
+        sheet = cssutils.parseString(css, validate=False)
+    finally:
+        log.removeHandler(handler)
+    problems = [f"CSS does not parse: {record.getMessage()}" for record in captured]
+    for rule in sheet:
+        if rule.type == rule.COMMENT:
+            continue
+        if rule.type != rule.STYLE_RULE:
+            problems.append(f"{rule.typeString} cannot be inlined")
+            continue
+        for selector in rule.selectorList:
+            if not _SIMPLE_SELECTOR.fullmatch(selector.selectorText):
+                problems.append(f"selector {selector.selectorText!r} is not a tag or class")
+        for prop in rule.style.getProperties(all=True):
+            if prop.name.startswith(_VENDOR_PREFIXES) or prop.name in _UNPROFILED:
+                continue
+            if not cssutils.profile.validate(prop.name, prop.value):
+                problems.append(f"{rule.selectorText}: invalid {prop.name}: {prop.value}")
+    if problems:
+        raise TemplateError(f"{_STYLESHEET}: " + "; ".join(problems))
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self._into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._into.append(record)

@@ -10,7 +10,6 @@ share the outbox without waiting on each other.
 from __future__ import annotations
 
 import logging
-import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +32,13 @@ from newsletter.digest.render import (
     build_digest_context,
     render_email,
 )
-from newsletter.digest.send import PermanentSendError, TransientSendError, Transport
+from newsletter.digest.send import (
+    PermanentSendError,
+    RateLimiter,
+    SessionRefusedError,
+    TransientSendError,
+    Transport,
+)
 from newsletter.papers.models import Paper
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.models import Subscriber
@@ -212,7 +217,7 @@ def deliver_batch(
     *,
     now: Callable[[], datetime] = utcnow,
     limit: int = BATCH_SIZE,
-    pace: Callable[[], None] | None = None,
+    pace: Callable[[], object] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliverSummary | None:
     """Claim one batch and send it over ``transport`` (already open). None when
@@ -242,6 +247,16 @@ def deliver_batch(
                 if pace:
                     pace()
                 transport.send(msg)
+            except SessionRefusedError as exc:
+                # The server refuses us (bad password, TLS): every message would fail
+                # the same way. Retry this one later and hand the rest back.
+                d.status, d.next_attempt_at = "planned", now() + backoff(d.attempts)
+                d.last_error, d.lease_until = str(exc), None
+                release(session, [x.id for x in deliveries[n + 1 :]])
+                summary.retried += 1
+                summary.errors.append(f"mail server refused the session: {exc}")
+                session.commit()
+                break
             except TransientSendError as exc:
                 t = now()
                 d.last_error = str(exc)
@@ -267,26 +282,6 @@ def deliver_batch(
     return summary
 
 
-class RateLimit:
-    """At most ``per_second`` messages per second from this worker (sleeps)."""
-
-    def __init__(
-        self,
-        per_second: float,
-        clock: Callable[[], float] = _time.monotonic,
-        sleep: Callable[[float], None] = _time.sleep,
-    ) -> None:
-        self.interval = 1.0 / per_second
-        self.clock, self.sleep = clock, sleep
-        self.next_at = clock()
-
-    def __call__(self) -> None:
-        t = self.clock()
-        if t < self.next_at:
-            self.sleep(self.next_at - t)
-        self.next_at = max(t, self.next_at) + self.interval
-
-
 def deliver_due(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -299,7 +294,7 @@ def deliver_due(
 ) -> DeliverSummary:
     """Send everything due, batch after batch, over one transport session."""
     total = DeliverSummary()
-    pace = RateLimit(per_second) if per_second else None
+    pace = RateLimiter(per_second).wait if per_second else None
     with transport:
         while not should_stop():
             batch = deliver_batch(

@@ -42,6 +42,7 @@ from newsletter.digest.render import Rendered
 
 __all__ = ["MESSAGE_POLICY", "MessagePolicy", "build_message", "message_bytes", "preview"]
 
+_LINESEP: Final = re.compile(r"\n|\r\n?")
 # RFC 5322: lines SHOULD stay within 78 characters and MUST within 998.
 _FOLD_AT: Final = 78
 _HARD_LIMIT: Final = 998
@@ -90,18 +91,37 @@ class _CachedHeaderRegistry(HeaderRegistry):
         return made
 
 
+class _WirePayload(str):
+    """A body this module transfer-encoded: ASCII, every line ending a CRLF."""
+
+    __slots__ = ()
+
+
 class MessagePolicy(EmailPolicy):
     """``email.policy.SMTP`` (CRLF) that stores pre-encoded values unparsed.
 
     ``refold_source="none"`` writes stored values back exactly as they are, so a long
     ``List-Unsubscribe`` URL stays one token instead of being re-encoded by the
-    stdlib folder.
+    stdlib folder. Reading a header parses it as usual; the same stored value is
+    parsed once (``Content-Type: text/html; charset="utf-8"`` is on every message).
     """
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         if type(value) is _Encoded:
             return name, str(value)
         return super().header_store_parse(name, value)
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if type(value) is str:
+            return _parse_header(name, value)
+        return super().header_fetch_parse(name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_header(name: str, value: str) -> BaseHeader:
+    # As EmailPolicy.header_fetch_parse: unfold, then parse. Header objects are
+    # immutable, so one may serve every message that has this value.
+    return MESSAGE_POLICY.header_factory(name, "".join(_LINESEP.split(value)))
 
 
 #: The policy of every message built here (and of its parts).
@@ -298,18 +318,20 @@ _CT_HTML: Final = _Encoded('text/html; charset="utf-8"')
 
 
 def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
-    """A leaf part whose payload is already transfer-encoded, with CRLF line ends."""
+    """A leaf part whose payload is already transfer-encoded."""
     part = EmailMessage(policy=MESSAGE_POLICY)
     part["Content-Type"] = _CT_PLAIN if subtype == "plain" else _CT_HTML
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if subtype == "plain":
         cte, payload = _text_encoding(text)
     else:
-        # HTML lines can be long and carry any character: base64 is the cheap,
-        # always-valid choice (binascii does it in C).
-        cte, payload = "base64", _base64(text.encode("utf-8"))
+        # HTML lines can be long and hold any character: base64 is always valid and
+        # binascii does it in C. Text is encoded in canonical form, CRLF line ends
+        # (RFC 2046 §4.1.1), as the stdlib's set_content does.
+        cte, payload = "base64", _base64(text.replace("\n", "\r\n").encode("utf-8"))
     part["Content-Transfer-Encoding"] = _Encoded(cte)
-    part.set_payload(payload)
+    part.set_payload(_WirePayload(payload))
     return part
 
 
@@ -334,29 +356,47 @@ def _base64(data: bytes) -> str:
 
 def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
     """Append what ``BytesGenerator`` would write for ``part``; False if ``part`` is
-    outside the shapes this reproduces exactly (then nothing may be used)."""
+    outside the shapes this reproduces exactly (then ``out`` must be discarded)."""
+    if linesep != "\r\n":
+        return False
     fold = part.policy.fold_binary
-    out.extend(fold(name, value) for name, value in part.raw_items())
-    out.append(linesep.encode("ascii"))
+    raw = part.raw_items()
+    out.extend(fold(name, value) for name, value in raw)
+    out.append(b"\r\n")
     payload = part.get_payload()
-    if part.is_multipart():
-        boundary = part.get_boundary()
-        if boundary is None or part.preamble is not None or part.epilogue is not None:
+    if isinstance(payload, list):
+        boundary = _our_boundary(raw) or part.get_boundary()
+        if not payload or not boundary or part.preamble is not None or part.epilogue is not None:
             return False
-        assert isinstance(payload, list)
         for i, sub in enumerate(payload):
-            dash = f"--{boundary}{linesep}" if i == 0 else f"{linesep}--{boundary}{linesep}"
-            out.append(dash.encode("ascii"))
+            out.append(f"--{boundary}\r\n".encode() if i == 0 else f"\r\n--{boundary}\r\n".encode())
             if not isinstance(sub, EmailMessage) or not _flatten(sub, linesep, out):
                 return False
-        out.append(f"{linesep}--{boundary}--{linesep}".encode("ascii"))
-        return bool(payload)
+        out.append(f"\r\n--{boundary}--\r\n".encode())
+        return True
+    if type(payload) is _WirePayload:  # ours: ASCII with CRLF line ends by construction
+        out.append(payload.encode("ascii"))
+        return True
     if not isinstance(payload, str) or not payload.isascii():
         return False
-    # The generator rewrites every line ending as linesep; a payload that has only
-    # linesep endings comes out unchanged.
-    n = payload.count(linesep)
-    if payload.count("\r") != n or payload.count("\n") != n or linesep != "\r\n":
+    # The generator rewrites every line ending as CRLF; a payload with only CRLF
+    # endings comes out unchanged.
+    n = payload.count("\r\n")
+    if payload.count("\r") != n or payload.count("\n") != n:
         return False
     out.append(payload.encode("ascii"))
     return True
+
+
+_OUR_CONTENT_TYPE: Final = re.compile(r'multipart/alternative;\r\n boundary="(=_[0-9a-f]{32})"')
+
+
+def _our_boundary(raw: list[tuple[str, Any]]) -> str | None:
+    """The boundary of a Content-Type written by :func:`build_message`, read without
+    parsing the header (get_boundary would); None for any other Content-Type."""
+    values = [value for name, value in raw if name.lower() == "content-type"]
+    if len(values) == 1 and type(values[0]) is str:
+        match = _OUR_CONTENT_TYPE.fullmatch(values[0])
+        if match:
+            return match.group(1)
+    return None

@@ -404,7 +404,8 @@ def _pair(units: list[str], result: ParseResult) -> None:
 
     Prose after prose is one abstract split into paragraphs, and is joined. A title
     after a title means the first lost its abstract: it is kept with an empty one. The
-    last record is kept only if it is complete (see _finish).
+    last record is kept only if it is complete: a file that ends with a title, or with
+    an abstract that stops mid-sentence, was cut while being written.
     """
     title: str | None = None
     abstract: list[str] = []

@@ -236,13 +236,18 @@ def canonical(node: Node) -> str:
 
 # --- Lexing --------------------------------------------------------------------------
 
+# One match per lexeme, leading whitespace included (halves the matches per profile).
+# Every non-space character starts some alternative, so nothing is skipped.
 _LEX = re.compile(
     r"""
-      (?P<ws>\s+)
-    | (?P<quote>"(?P<body>[^"]*)(?P<close>"\*?)?)
+    \s*(?:
+      (?P<quote>"(?P<body>[^"]*)(?P<close>"\*?)?)
     | (?P<lp>\() | (?P<rp>\)) | (?P<comma>,)
     | (?P<field>[A-Za-z]+):
+    | (?P<not>-)(?=[^\s,)])
+    | (?P<lone>-)
     | (?P<word>[^\s"(),]+)
+    )
     """,
     re.VERBOSE,
 )
@@ -276,48 +281,49 @@ def _ends_operand(text: str, at: int) -> bool:
 def _lex(text: str) -> list[_Lexeme]:
     """The lexemes of ``text``, ending with an ``end`` sentinel."""
     out: list[_Lexeme] = []
+    append = out.append
     pos, size = 0, len(text)
     match = _LEX.match
     while pos < size:
         m = match(text, pos)
-        assert m is not None  # the word alternative matches any non-special character
-        kind = m.lastgroup
-        if kind == "ws":
-            pass
-        elif kind in ("quote", "body", "close"):
+        if m is None:  # only whitespace is left
+            break
+        kind = m.lastgroup or ""
+        pos = m.start(kind)
+        if kind == "word":
+            word = m.group(kind)
+            if word in _KEYWORDS:
+                append((_KEYWORDS[word], pos, word, False))
+            elif "*" in word:
+                star = word.find("*")
+                if star != len(word) - 1:
+                    raise QueryError("'*' can only end a word (prefix search)", pos + star)
+                append(("word", pos, word[:-1], True))
+            else:
+                append(("word", pos, word, False))
+        elif kind == "quote":
             if m.group("close") is None:
                 raise QueryError("unclosed quote", pos)
-            out.append(("phrase", pos, m.group("body"), m.group("close") == '"*'))
+            append(("phrase", pos, m.group("body"), m.group("close") == '"*'))
         elif kind == "field":
-            name = m.group("field")
+            name = m.group(kind)
             if name.lower() in FIELDS:
-                out.append(("field", pos, name.lower(), False))
+                append(("field", pos, name.lower(), False))
             elif not _ends_operand(text, m.end()) and not text[m.end()].isdigit():
                 raise QueryError(f"unknown field '{name}' (fields are ti:, abs:, au:)", pos)
             else:  # "Re: x", "arXiv:2401.01234": a word with a colon in it
-                m = _WORD_ONLY.match(text, pos)
-                assert m is not None
-                out.append(("word", pos, m.group(), False))
-        elif kind == "word":
-            word = m.group()
-            if word[0] == "-":
-                # "-" negates only what touches it: "a - b" is a mistake, not "a -b".
-                if _ends_operand(text, pos + 1):
-                    raise QueryError("lone NOT: '-' must touch what it excludes (-word)", pos)
-                out.append(("not", pos, "-", False))
-                pos += 1
+                w = _WORD_ONLY.match(text, pos)
+                assert w is not None
+                append(("word", pos, w.group(), False))
+                pos = w.end()
                 continue
-            if word in _KEYWORDS:
-                out.append((_KEYWORDS[word], pos, word, False))
-            else:
-                star = word.find("*")
-                if star != -1 and star != len(word) - 1:
-                    raise QueryError("'*' can only end a word (prefix search)", pos + star)
-                out.append(("word", pos, word[:-1] if star != -1 else word, star != -1))
-        else:
-            out.append((kind or "", pos, m.group(), False))
+        elif kind == "lone":
+            # "-" negates only what touches it: "a - b" is a mistake, not "a -b".
+            raise QueryError("lone NOT: '-' must touch what it excludes (-word)", pos)
+        else:  # not, lp, rp, comma
+            append((kind, pos, m.group(kind), False))
         pos = m.end()
-    out.append(("end", size, "", False))
+    append(("end", size, "", False))
     return out
 
 
@@ -568,13 +574,13 @@ class _ClauseCache(dict[str, Expr]):
         if not clause:
             raise _Unsplittable
         try:
-            node = _parse_clause(clause)
+            node, empty = _parse_clause(clause)
         except QueryError:
             raise _Unsplittable from None
         if len(self) >= _CLAUSE_CACHE_MAX:
             self.clear()
             _empty_parts.clear()
-        if matches_empty(node):
+        if empty:
             _empty_parts.add(part)
         self[part] = node
         return node
@@ -615,18 +621,20 @@ def _split(text: str) -> Profile:
 _NOT_PLAIN = re.compile(r"[\"():*]|(?:^|\s)-|\b(?:OR|AND|NOT)\b")
 
 
-def _parse_clause(clause: str) -> Expr:
-    """One stripped clause parsed alone; ``_Unsplittable`` if it is not a whole
-    clause on its own (a stray ")", half of a comma-split group)."""
+def _parse_clause(clause: str) -> tuple[Expr, bool]:
+    """One stripped clause parsed alone, with ``matches_empty`` of it; raises
+    ``_Unsplittable`` if it is not a whole clause on its own (a stray ")", half of
+    a comma-split group)."""
     if _NOT_PLAIN.search(clause) is None:
         terms = [_make_term("word", w, False, None, 0) for w in clause.split()]
-        return terms[0] if len(terms) == 1 else And(tuple(terms))
+        return (terms[0] if len(terms) == 1 else And(tuple(terms))), False
     lexemes = _lex(clause)
     parser = _Parser(clause, lexemes)
     node = parser.parse_conj(None)
     if lexemes[parser.i][0] != "end":
         raise _Unsplittable
-    return node
+    # Without a NOT nothing can match empty; most clauses have none.
+    return node, any(lx[0] == "not" for lx in lexemes) and matches_empty(node)
 
 
 # --- Public API ----------------------------------------------------------------------

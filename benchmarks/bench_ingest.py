@@ -50,8 +50,9 @@ def bench_parse(seconds: float = 1.0) -> Row:
         for _ in range(20):
             parse_dump(data, file_time=NOW)
         n += 20 * per_file
-    return Row("parse dump", n / (time.perf_counter() - start), "papers/s",
-               target="≥ 20,000 papers/s")
+    return Row(
+        "parse dump", n / (time.perf_counter() - start), "papers/s", target="≥ 20,000 papers/s"
+    )
 
 
 def synthetic_records(n: int, seed: int, prefix: str) -> list[PaperRecord]:
@@ -81,8 +82,14 @@ def _prefill(engine: Engine, total: int) -> None:
         for start in range(have, total, chunk):
             stop = min(total, start + chunk)
             papers = [
-                {"id": i + 1, "title": f"Prefilled paper number {i}", "abstract": "x",
-                 "authors": [], "categories": [], "first_seen_at": NOW}
+                {
+                    "id": i + 1,
+                    "title": f"Prefilled paper number {i}",
+                    "abstract": "x",
+                    "authors": [],
+                    "categories": [],
+                    "first_seen_at": NOW,
+                }
                 for i in range(start, stop)
             ]
             conn.execute(sa.insert(Paper), papers)
@@ -93,8 +100,12 @@ def _prefill(engine: Engine, total: int) -> None:
                 keys.append({"key": f"title:{fp.hexdigest()}", "paper_id": i + 1})
             conn.execute(sa.insert(PaperKey), keys)
         if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('papers','id'), "
-                                 "(SELECT max(id) FROM papers))"))
+            conn.execute(
+                sa.text(
+                    "SELECT setval(pg_get_serial_sequence('papers','id'), "
+                    "(SELECT max(id) FROM papers))"
+                )
+            )
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("ANALYZE"))
@@ -102,35 +113,39 @@ def _prefill(engine: Engine, total: int) -> None:
 
 def _ours(engine: Engine, records: list[PaperRecord]) -> float:
     factory = make_session_factory(engine)
-    with stopwatch() as t:
-        with factory.begin() as session:
-            # Batches like a real ingest of many files: 2,000 records per call.
-            for i in range(0, len(records), 2000):
-                store_records(session, records[i : i + 2000], now=NOW)
+    with stopwatch() as t, factory.begin() as session:
+        # Batches like a real ingest of many files: 2,000 records per call.
+        for i in range(0, len(records), 2000):
+            store_records(session, records[i : i + 2000], now=NOW)
     return len(records) / t[0]
 
 
 def _naive(engine: Engine, records: list[PaperRecord]) -> float:
     """One record at a time through the ORM: a query per key, a flush per paper."""
     factory = make_session_factory(engine)
-    with stopwatch() as t:
-        with factory.begin() as session:
-            for rec in records:
-                keys = keys_for(rec)
-                hit = None
-                for k in keys:
-                    hit = session.get(PaperKey, k)
-                    if hit:
-                        break
+    with stopwatch() as t, factory.begin() as session:
+        for rec in records:
+            keys = keys_for(rec)
+            hit = None
+            for k in keys:
+                hit = session.get(PaperKey, k)
                 if hit:
-                    continue
-                paper = Paper(title=rec.title, abstract=rec.abstract, authors=[],
-                              categories=[], first_seen_at=NOW, arxiv_id=rec.arxiv_id)
-                session.add(paper)
-                session.flush()
-                for k in keys:
-                    session.add(PaperKey(key=k, paper_id=paper.id))
-                session.flush()
+                    break
+            if hit:
+                continue
+            paper = Paper(
+                title=rec.title,
+                abstract=rec.abstract,
+                authors=[],
+                categories=[],
+                first_seen_at=NOW,
+                arxiv_id=rec.arxiv_id,
+            )
+            session.add(paper)
+            session.flush()
+            for k in keys:
+                session.add(PaperKey(key=k, paper_id=paper.id))
+            session.flush()
     return len(records) / t[0]
 
 
@@ -144,8 +159,11 @@ def _pg_engine() -> Engine:
         conn.execute(sa.text('DROP DATABASE IF EXISTS "newsletter_bench"'))
         conn.execute(sa.text('CREATE DATABASE "newsletter_bench"'))
     admin.dispose()
-    return make_engine(sa.engine.make_url(PG_ADMIN).set(database="newsletter_bench")
-                       .render_as_string(hide_password=False))
+    return make_engine(
+        sa.engine.make_url(PG_ADMIN)
+        .set(database="newsletter_bench")
+        .render_as_string(hide_password=False)
+    )
 
 
 def bench_store(dialect: str, sizes: list[int], batch: int, naive_batch: int) -> list[Row]:
@@ -158,13 +176,25 @@ def bench_store(dialect: str, sizes: list[int], batch: int, naive_batch: int) ->
             ours = _ours(engine, synthetic_records(batch, round_no, f"{round_no}1"))
             naive = _naive(engine, synthetic_records(naive_batch, round_no, f"{round_no}2"))
             rows.append(
-                Row(f"store {batch:,} new into {size:,} ({dialect})", ours, "papers/s",
-                    baseline=naive, baseline_name="naive ORM", target="≥ 5,000 papers/s")
+                Row(
+                    f"store {batch:,} new into {size:,} ({dialect})",
+                    ours,
+                    "papers/s",
+                    baseline=naive,
+                    baseline_name="naive ORM",
+                    target="≥ 5,000 papers/s",
+                )
             )
             # Same batch again: all duplicates (the daily case for repeated dumps).
             dup = _ours(engine, synthetic_records(batch, round_no, f"{round_no}1"))
-            rows.append(Row(f"re-ingest {batch:,} duplicates at {size:,} ({dialect})", dup,
-                            "papers/s", target="≥ 5,000 papers/s"))
+            rows.append(
+                Row(
+                    f"re-ingest {batch:,} duplicates at {size:,} ({dialect})",
+                    dup,
+                    "papers/s",
+                    target="≥ 5,000 papers/s",
+                )
+            )
         engine.dispose()
     return rows
 
@@ -186,4 +216,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -33,9 +33,7 @@ QUICK = {"profiles": 2_000, "papers": 100, "naive_profiles": 20}
 
 # Words too common to be anyone's topic; the profiles avoid them as users would.
 _STOP = frozenset(
-    """a an and are as at be by for from how in into is it its of on or our than that the
-    their this to we with via using towards toward without when what which while can
-    not do does new based learning model models""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is", "it", "its", "of", "on", "or", "our", "than", "that", "the", "their", "this", "to", "we", "with", "via", "using", "towards", "toward", "without", "when", "what", "which", "while", "can", "not", "do", "does", "new", "based", "learning", "model", "models"]
 )
 _CHROME = frozenset(
     {

@@ -387,8 +387,9 @@ def scheduler(app: App) -> None:
 
 
 @cli.command()
+@click.option("--until-idle", is_flag=True, help="Exit once nothing is due instead of waiting.")
 @pass_app
-def worker(app: App) -> None:
+def worker(app: App, until_idle: bool) -> None:
     """Run only a delivery worker, until stopped (any number on PostgreSQL).
 
     Example: newsletter worker
@@ -396,7 +397,7 @@ def worker(app: App) -> None:
     from newsletter import serve as roles
 
     _logging()
-    roles.run_worker(app.settings, app.factory)
+    roles.run_worker(app.settings, app.factory, until_idle=until_idle)
 
 
 def _progress(items: list[str], label: str, quiet: bool) -> Any:

@@ -39,6 +39,11 @@ class Settings:
     fetch_max_bytes: int = 20_000_000
     host: str = "127.0.0.1"
     port: int = 8000
+    # How long a worker holds claimed deliveries; after that a crashed worker's rows
+    # are claimed again. Far longer than a batch takes; short in crash tests.
+    delivery_lease_seconds: float = 600.0
+    # Messages per second per worker; 0 = unlimited (relays throttle bursts).
+    send_rate: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +70,8 @@ class Settings:
                 fetch_max_bytes=int(get("FETCH_MAX_BYTES", "20000000")),
                 host=get("HOST") or "127.0.0.1",
                 port=int(get("PORT", "8000")),
+                delivery_lease_seconds=float(get("DELIVERY_LEASE_SECONDS", "600")),
+                send_rate=float(get("SEND_RATE", "0")),
             )
         except ValueError as exc:
             raise ConfigError(f"bad NEWSLETTER_* setting: {exc}") from exc

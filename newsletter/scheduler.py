@@ -122,5 +122,10 @@ def run_worker_once(
     """Send everything due; stops between messages when ``stop`` is set, leaving
     unsent rows to their lease (nothing is lost)."""
     return deliver_due(
-        factory, settings, transport_from_url(settings.mail_url), now=clock, should_stop=stop.is_set
+        factory,
+        settings,
+        transport_from_url(settings.mail_url),
+        now=clock,
+        should_stop=stop.is_set,
+        per_second=settings.send_rate or None,
     )

@@ -92,10 +92,14 @@ def run_scheduler(settings: Settings, factory: sessionmaker[Session]) -> None:
     sched.shutdown(wait=True)
 
 
-def run_worker(settings: Settings, factory: sessionmaker[Session]) -> None:
-    """Deliver due digests until stopped."""
+def run_worker(
+    settings: Settings, factory: sessionmaker[Session], *, until_idle: bool = False
+) -> None:
+    """Deliver due digests until stopped (or, ``until_idle``, until nothing is due)."""
     stop = threading.Event()
     with stop_on_signals(stop):
         while not stop.is_set():
             recorded(factory, "deliver", lambda: run_worker_once(factory, settings, stop))
+            if until_idle:
+                break
             stop.wait(DELIVER_EVERY)

@@ -102,7 +102,7 @@ def counts(session: Session) -> dict[str, Any]:
 
     def by_status(model: Any) -> dict[str, int]:
         rows = session.execute(select(model.status, func.count()).group_by(model.status))
-        return {status: n for status, n in rows.tuples()}
+        return {status: n for status, n in rows}
 
     return {
         "papers": session.scalar(select(func.count()).select_from(Paper)) or 0,

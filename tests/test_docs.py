@@ -36,5 +36,5 @@ def test_command_help_has_an_example(name: str) -> None:
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0
     assert f"Example: newsletter {name}" in result.output or (
-        f"Example: NEWSLETTER_" in result.output and f"newsletter {name}" in result.output
+        "Example: NEWSLETTER_" in result.output and f"newsletter {name}" in result.output
     )

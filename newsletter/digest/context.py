@@ -155,7 +155,10 @@ def build_confirm_context(
     """
     return {
         "site_name": clean_text(site_name),
-        "recipient": {"email": clean_text(email), "profile": _cap(clean_text(profile), PROFILE_CHARS)},
+        "recipient": {
+            "email": clean_text(email),
+            "profile": _cap(clean_text(profile), PROFILE_CHARS),
+        },
         "links": {"confirm": _require_url(confirm_url, "confirm_url")},
     }
 

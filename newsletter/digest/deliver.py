@@ -75,7 +75,9 @@ class DeliverSummary:
 
 def backoff(attempts: int) -> timedelta:
     """Delay before retry number ``attempts`` (1-based): 1, 2, 4 … minutes, capped."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempts - 1)))
+    exponent = min(max(0, attempts - 1), 30)  # 2**30 minutes is far past the cap already
+    delay: timedelta = BACKOFF_BASE * (2**exponent)
+    return min(BACKOFF_CAP, delay)
 
 
 def _claimable(now: datetime) -> Any:
@@ -85,7 +87,9 @@ def _claimable(now: datetime) -> Any:
     )
 
 
-def claim(session: Session, *, now: datetime, limit: int = BATCH_SIZE) -> list[int]:
+def claim(
+    session: Session, *, now: datetime, limit: int = BATCH_SIZE, lease: timedelta = LEASE
+) -> list[int]:
     """Lease up to ``limit`` due deliveries to this worker; returns their ids."""
     pick = select(Delivery.id).where(_claimable(now)).order_by(Delivery.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
@@ -93,7 +97,7 @@ def claim(session: Session, *, now: datetime, limit: int = BATCH_SIZE) -> list[i
     stmt = (
         update(Delivery)
         .where(Delivery.id.in_(pick.scalar_subquery()))
-        .values(status="sending", lease_until=now + LEASE, attempts=Delivery.attempts + 1)
+        .values(status="sending", lease_until=now + lease, attempts=Delivery.attempts + 1)
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
@@ -225,7 +229,12 @@ def deliver_batch(
     released (back to planned) for the next worker instead of waiting for the lease."""
     summary = DeliverSummary()
     with session_scope(factory) as session:
-        ids = claim(session, now=now(), limit=limit)
+        ids = claim(
+            session,
+            now=now(),
+            limit=limit,
+            lease=timedelta(seconds=settings.delivery_lease_seconds),
+        )
     if not ids:
         return None
     with factory() as session:

@@ -33,10 +33,11 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email import utils as email_utils
+from email.errors import HeaderParseError
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from newsletter.digest.render import Rendered
 
@@ -121,7 +122,8 @@ class MessagePolicy(EmailPolicy):
 def _parse_header(name: str, value: str) -> BaseHeader:
     # As EmailPolicy.header_fetch_parse: unfold, then parse. Header objects are
     # immutable, so one may serve every message that has this value.
-    return MESSAGE_POLICY.header_factory(name, "".join(_LINESEP.split(value)))
+    header: BaseHeader = MESSAGE_POLICY.header_factory(name, "".join(_LINESEP.split(value)))
+    return header
 
 
 #: The policy of every message built here (and of its parts).
@@ -223,16 +225,41 @@ def _check(name: str, value: str) -> None:
 
 
 def _unstructured(name: str, value: str) -> _Encoded:
-    """``value`` as an unstructured header (Subject, X-…): folded at spaces when it is
-    printable ASCII, else as RFC 2047 encoded-words (UTF-8, base64)."""
+    """``value`` as an unstructured header (Subject, X-…), folded at 78 columns:
+    printable ASCII words as they are, the others as RFC 2047 encoded-words."""
     _check(name, value)
     if _PRINTABLE_ASCII.fullmatch(value) and "=?" not in value:
         folded = _fold_at_spaces(name, value)
         if folded is not None:
             return folded
-    # A literal "=?…?=" in a title would be decoded by mail clients as an encoded-word,
-    # so such a value is encoded too: the reader sees exactly the text we meant.
-    return _encoded_words(name, value)
+    if "  " in value or value != value.strip(" "):
+        # Whitespace next to an encoded-word is not preserved by decoders: encode all.
+        return _encoded_words(name, value)
+    # A title is mostly plain words with an accent or an ellipsis here and there:
+    # only runs of words that need it are encoded, so the subject stays readable and
+    # no filter sees a fully encoded ASCII subject. A literal "=?…?=" in a title is
+    # encoded too, or mail clients would decode it as an encoded-word.
+    runs: list[tuple[bool, str]] = []
+    for word in value.split(" "):
+        plain = bool(_PRINTABLE_ASCII.fullmatch(word)) and "=?" not in word
+        if not plain and runs and not runs[-1][0]:
+            runs[-1] = (False, runs[-1][1] + " " + word)  # one run keeps its spaces
+        else:
+            runs.append((plain, word))
+    atoms: list[str] = []
+    for plain, text in runs:
+        atoms += [text] if plain else _encoded_words(name, text).split("\r\n ")
+    lines = [atoms[0]]
+    room = _FOLD_AT - len(name) - 2
+    for atom in atoms[1:]:
+        if len(lines[-1]) + 1 + len(atom) > room:
+            lines.append(atom)
+            room = _FOLD_AT - 1
+        else:
+            lines[-1] += " " + atom
+    if any(len(line) > _HARD_LIMIT - len(name) - 2 for line in lines):
+        return _encoded_words(name, value)
+    return _Encoded("\r\n ".join(lines))
 
 
 def _set_structured(msg: EmailMessage, name: str, value: str) -> None:
@@ -257,13 +284,16 @@ def _address_header(name: str, value: str) -> _Encoded | BaseHeader:
     """The stdlib's folded form of an address header, or its header object when that
     form is not ASCII (an internationalised address, for an SMTPUTF8 transport).
     Raises ``ValueError`` unless ``value`` is exactly one address with a domain."""
-    header = MESSAGE_POLICY.header_factory(name, value)
-    addresses = getattr(header, "addresses", ())
+    try:
+        header: Any = MESSAGE_POLICY.header_factory(name, value)
+    except (HeaderParseError, IndexError) as exc:  # the stdlib parser trips on "a@"
+        raise ValueError(f"{name} is not one valid address: {value!r}") from exc
+    addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()))
     if header.defects or len(addresses) != 1 or not addresses[0].domain:
         raise ValueError(f"{name} is not one valid address: {value!r}")
-    folded = header.fold(policy=MESSAGE_POLICY)
+    folded: str = header.fold(policy=MESSAGE_POLICY)
     if not folded.isascii():
-        return header
+        return cast(BaseHeader, header)
     return _Encoded(folded[len(name) + 2 :].removesuffix("\r\n"))
 
 
@@ -291,19 +321,20 @@ def _fold_at_spaces(name: str, value: str) -> _Encoded | None:
 
 def _encoded_words(name: str, value: str) -> _Encoded:
     """``value`` as base64 encoded-words, one per line, never splitting a UTF-8
-    character (RFC 2047 §5: each word must decode on its own)."""
+    character (RFC 2047 §5: each word must decode on its own). Every word fits on
+    the first line too, so callers may place any of them anywhere."""
     data = value.encode("utf-8")
+    room = min(_WORD_MAX, _FOLD_AT - len(name) - 2) - _WORD_OVERHEAD
+    size = max(room // 4 * 3, 6)  # bytes per word
     words: list[str] = []
-    prefix = len(name) + 2  # "Subject: " on the first line, " " on the others
     pos = 0
     while pos < len(data) or not words:
-        room = max(min(_WORD_MAX, _FOLD_AT - prefix) - _WORD_OVERHEAD, 8)
-        end = min(len(data), pos + room // 4 * 3)
+        end = min(len(data), pos + size)
         while end < len(data) and end > pos + 1 and (data[end] & 0xC0) == 0x80:
             end -= 1  # back off to the start of a UTF-8 character
         chunk = binascii.b2a_base64(data[pos:end], newline=False).decode("ascii")
         words.append(f"=?utf-8?b?{chunk}?=")
-        pos, prefix = end, 1
+        pos = end
     return _Encoded("\r\n ".join(words))
 
 
@@ -360,7 +391,7 @@ def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
     if linesep != "\r\n":
         return False
     fold = part.policy.fold_binary
-    raw = part.raw_items()
+    raw = list(part.raw_items())
     out.extend(fold(name, value) for name, value in raw)
     out.append(b"\r\n")
     payload = part.get_payload()

@@ -209,14 +209,14 @@ def plan_rows(
             select(Delivery.subscriber_id, Delivery.period).where(
                 Delivery.period.in_(set(periods.values()))
             )
-        ).tuples()
+        ).all()
     )
     last_end = dict(
         session.execute(
             select(Delivery.subscriber_id, func.max(Delivery.window_end)).group_by(
                 Delivery.subscriber_id
             )
-        ).tuples()
+        ).all()
     )
     ingest_times = sorted(session.scalars(select(Paper.first_seen_at).distinct()).all())
 

@@ -225,6 +225,8 @@ def _one_line(subject: str) -> str:
     """A subject that is one safe header line whatever the titles held: no controls,
     no line breaks, whitespace collapsed, at most :data:`SUBJECT_CHARS` characters."""
     subject = clean_text(subject)
+    if not subject.isprintable():  # e.g. a soft hyphen or zero-width space from a PDF
+        subject = " ".join("".join(ch for ch in subject if ch.isprintable()).split())
     if len(subject) <= SUBJECT_CHARS:
         return subject
     cut = subject.rfind(" ", 0, SUBJECT_CHARS)
@@ -232,8 +234,8 @@ def _one_line(subject: str) -> str:
 
 
 def _tidy_text(text: str) -> str:
-    """No trailing spaces, at most two blank lines in a row, one final newline."""
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    """At most two blank lines in a row and one final newline. (The templates leave
+    no trailing spaces; tests check that rather than paying to strip every line.)"""
     while "\n\n\n\n" in text:
         text = text.replace("\n\n\n\n", "\n\n\n")
     return text.strip("\n") + "\n"
@@ -354,8 +356,10 @@ _UNPROFILED: Final = frozenset({"word-break", "overflow-wrap"})
 _TOKEN: Final = re.compile(
     r"""
     (?P<style><style\b[^>]*>.*?</style\s*>)
-  | (?P<skip>\{\#.*?\#\}|\{%.*?%\}|\{\{.*?\}\}|<!--.*?-->|<!(?i:doctype)[^>]*>|</[a-zA-Z][a-zA-Z0-9]*\s*>)
-  | (?P<start><(?P<tag>[a-zA-Z][a-zA-Z0-9]*)(?P<attrs>(?:\s+[a-zA-Z_:][-\w:.]*="[^"]*")*)\s*(?P<slash>/?)>)
+  | (?P<skip>\{\#.*?\#\} | \{%.*?%\} | \{\{.*?\}\}
+      | <!--.*?--> | <!(?i:doctype)[^>]*> | </[a-zA-Z][a-zA-Z0-9]*\s*>)
+  | (?P<start><(?P<tag>[a-zA-Z][a-zA-Z0-9]*)
+      (?P<attrs>(?:\s+[a-zA-Z_:][-\w:.]*="[^"]*")*)\s*(?P<slash>/?)>)
   | (?P<bad><[a-zA-Z])
     """,
     re.DOTALL | re.VERBOSE,
@@ -435,7 +439,9 @@ class _StyleInliner:
         attrs = dict(self._attrs[key])
         clash = attrs.keys() & {name for name, _ in dynamic}
         if clash:
-            raise TemplateError(f"{template}: <{tag}> sets {sorted(clash)} both in CSS and in markup")
+            raise TemplateError(
+                f"{template}: <{tag}> sets {sorted(clash)} both in CSS and in markup"
+            )
         parts = [f"<{tag}"]
         parts += [f' {name}="{_attribute(value, template)}"' for name, value in attrs.items()]
         # Dynamic attributes keep their source text: jinja2 fills and escapes them.

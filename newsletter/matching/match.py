@@ -24,10 +24,11 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from operator import attrgetter
+from typing import Final, NamedTuple, TypeVar
 
 from newsletter.subscribers.query import And, CompiledProfile, Expr, Not, Or, Term
-from newsletter.text import Token, tokens
+from newsletter.text import Token, stem_all, tokens, words
 
 K = TypeVar("K")
 
@@ -136,9 +137,11 @@ _Details = tuple[float, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]
 class PaperIndex:
     """One batch of papers, indexed for matching many profiles. Build with ``build``.
 
-    The index also memoises, per batch, each term's set of papers and per-paper
-    details; those caches only ever gain entries that are pure functions of the
-    batch, so an index can be shared by threads and reused by any number of calls.
+    Per field: stemmed term → paper → token positions, term → set of papers, and
+    folded word → set of papers (for prefixes). The index also memoises, per batch,
+    each term's set of papers and its per-paper matches; those caches only ever
+    gain entries that are pure functions of the batch, so an index can be shared by
+    threads and reused by any number of calls.
     """
 
     def __init__(self, papers: Sequence[MatchPaper]) -> None:
@@ -147,21 +150,28 @@ class PaperIndex:
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("paper keys must be unique within a batch")
         self.all = (1 << len(self.papers)) - 1
-        # field → stemmed term → paper index → positions, and the same by folded word
-        # (for prefixes); field → term → bitset of papers.
         self._postings: dict[str, dict[str, dict[int, list[int]]]] = {f: {} for f in _FIELDS}
-        self._word_postings: dict[str, dict[str, dict[int, list[int]]]] = {
-            f: {} for f in _FIELDS
-        }
-        self._bits: dict[str, dict[str, int]] = {}
-        self._word_bits: dict[str, dict[str, int]] = {}
+        self._bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
+        self._word_bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
         self._vocab: dict[str, list[str]] = {}
-        # Tokens of title and abstract per paper: positions → character offsets.
-        self._tokens: dict[str, list[list[Token]]] = {"ti": [], "abs": []}
+        # Per field and paper, the (folded word, start, end) of every position: the
+        # offsets for highlighting and the words for prefix positions. Authors are
+        # one stream with an empty placeholder between names.
+        self._words: dict[str, list[list[tuple[str, int, int]]]] = {f: [] for f in _FIELDS}
         self._term_memo: dict[str, int] = {}
         self._prefix_memo: dict[tuple[str, str], list[str]] = {}
         self._details_memo: dict[tuple[str, int], _Details] = {}
-        self._index()
+        self._singles: dict[tuple[str, str], _Ranked] = {}
+        self._clauses: dict[int, tuple[Expr, _Ranked]] = {}
+        for i, paper in enumerate(self.papers):
+            self._add(i, "ti", words(paper.title))
+            self._add(i, "abs", words(paper.abstract))
+            stream: list[tuple[str, int, int]] = []
+            for name in paper.authors:
+                if stream:
+                    stream += [_GAP] * _AUTHOR_GAP
+                stream += words(name)
+            self._add(i, "au", stream)
 
     @classmethod
     def build(cls, papers: Sequence[MatchPaper]) -> PaperIndex:
@@ -171,43 +181,38 @@ class PaperIndex:
     def __len__(self) -> int:
         return len(self.papers)
 
-    def _index(self) -> None:
-        for i, paper in enumerate(self.papers):
-            title, abstract = tokens(paper.title), tokens(paper.abstract)
-            self._tokens["ti"].append(title)
-            self._tokens["abs"].append(abstract)
-            authors: list[tuple[int, Token]] = []
-            offset = 0
-            for name in paper.authors:
-                name_tokens = tokens(name)
-                authors += [(offset + p, tok) for p, tok in enumerate(name_tokens)]
-                offset += len(name_tokens) + _AUTHOR_GAP
-            for field, positioned in (
-                ("ti", list(enumerate(title))),
-                ("abs", list(enumerate(abstract))),
-                ("au", authors),
-            ):
-                postings, word_postings = self._postings[field], self._word_postings[field]
-                for pos, tok in positioned:
-                    by_paper = postings.get(tok.term)
-                    if by_paper is None:
-                        by_paper = postings[tok.term] = {}
-                    by_paper.setdefault(i, []).append(pos)
-                    by_paper = word_postings.get(tok.word)
-                    if by_paper is None:
-                        by_paper = word_postings[tok.word] = {}
-                    by_paper.setdefault(i, []).append(pos)
-        for field in _FIELDS:
-            self._bits[field] = {t: _bitset(d) for t, d in self._postings[field].items()}
-            self._word_bits[field] = {w: _bitset(d) for w, d in self._word_postings[field].items()}
-            self._vocab[field] = sorted(self._word_postings[field])
+    def _add(self, paper: int, field: str, stream: list[tuple[str, int, int]]) -> None:
+        self._words[field].append(stream)
+        folded = [w for w, _, _ in stream]
+        terms = stem_all(folded)
+        postings = self._postings[field]
+        for pos, term in enumerate(terms):
+            by_paper = postings.get(term)
+            if by_paper is None:
+                postings[term] = {paper: [pos]}
+                continue
+            positions = by_paper.get(paper)
+            if positions is None:
+                by_paper[paper] = [pos]
+            else:
+                positions.append(pos)
+        bit = 1 << paper
+        for table, present in ((self._bits[field], terms), (self._word_bits[field], folded)):
+            for key in set(present):
+                table[key] = table.get(key, 0) | bit
+        # The author gap placeholder is the empty word; it must match nothing.
+        self._bits[field].pop("", None)
+        self._word_bits[field].pop("", None)
 
-    # -- term level --------------------------------------------------------------------
+    # -- terms -------------------------------------------------------------------------
 
     def _prefix_words(self, field: str, prefix: str) -> list[str]:
+        """The folded words of ``field`` in this batch that start with ``prefix``."""
         found = self._prefix_memo.get((field, prefix))
         if found is None:
-            vocab = self._vocab[field]
+            vocab = self._vocab.get(field)
+            if vocab is None:
+                vocab = self._vocab[field] = sorted(self._word_bits[field])
             found = []
             for i in range(bisect_left(vocab, prefix), len(vocab)):
                 if not vocab[i].startswith(prefix):
@@ -227,23 +232,22 @@ class PaperIndex:
         return self._bits[field].get(term.stems[k], 0)
 
     def _positions(self, term: Term, k: int, field: str, paper: int) -> list[int]:
+        """Positions in ``field`` of ``paper`` of a token matching word ``k``."""
         if term.prefix and k == len(term.stems) - 1:
-            postings = self._word_postings[field]
-            found: list[int] = []
-            for word in self._prefix_words(field, term.stems[k]):
-                found += postings[word].get(paper, ())
-            return found
+            prefix = term.stems[k]
+            stream = self._words[field][paper]
+            return [p for p, (w, _, _) in enumerate(stream) if w.startswith(prefix)]
         return self._postings[field].get(term.stems[k], {}).get(paper, [])
 
     def occurrences(self, term: Term, paper: int, field: str) -> list[int]:
-        """Token positions in ``field`` of paper ``paper`` where ``term`` starts."""
+        """Sorted token positions in ``field`` of ``paper`` where ``term`` starts."""
         starts = self._positions(term, 0, field, paper)
         for k in range(1, len(term.stems)):
             if not starts:
                 break
             following = set(self._positions(term, k, field, paper))
             starts = [s for s in starts if s + k in following]
-        return sorted(starts)
+        return starts
 
     def term_bits(self, term: Term) -> int:
         """The set of papers ``term`` matches (memoised per batch by ``term.key``)."""
@@ -270,7 +274,8 @@ class PaperIndex:
         return candidates
 
     def details(self, term: Term, paper: int) -> _Details:
-        """(score contribution, title spans, abstract spans) of ``term`` in ``paper``."""
+        """(score contribution, title spans, abstract spans) of ``term`` in ``paper``,
+        which it must match."""
         memo_key = (term.key, paper)
         found = self._details_memo.get(memo_key)
         if found is not None:
@@ -288,31 +293,71 @@ class PaperIndex:
                 weight += ABSTRACT_WEIGHT * (1 + ABSTRACT_REPEAT_WEIGHT * math.log(len(starts)))
             else:
                 weight += AUTHOR_WEIGHT
-            if field in spans:
-                toks = self._tokens[field][paper]
-                spans[field] = _merge([(toks[s].start, toks[s + last].end) for s in starts])
+            if field != "au":
+                stream = self._words[field][paper]
+                spans[field] = _merge([(stream[s][1], stream[s + last][2]) for s in starts])
         found = (weight * _kind_weight(term), spans["ti"], spans["abs"])
         self._details_memo[memo_key] = found
+        return found
+
+    def singles(self, term: Term) -> _Ranked:
+        """The matches of ``term`` as a clause on its own (see ``_Ranked``).
+
+        Immutable and shared: every profile in which this term alone selects a paper
+        reports the same Match object, which is what makes 100,000 profiles cheap.
+        """
+        memo_key = (term.key, term.written)
+        found = self._singles.get(memo_key)
+        if found is None:
+            bits = self.term_bits(term)
+            label = (term.written,)
+            by_paper = {}
+            for paper in _indices(bits):
+                score, title_spans, abstract_spans = self.details(term, paper)
+                by_paper[paper] = Match(
+                    self.keys[paper], score, label, title_spans, abstract_spans
+                )
+            found = _ranked(by_paper, [(term, bits)], bits)
+            self._singles[memo_key] = found
+        return found
+
+    def clause(self, node: Expr) -> _Ranked:
+        """The matches of ``node`` as a whole clause (see ``_Ranked``), memoised.
+
+        The memo is keyed by the node's identity and holds the node itself, so the
+        identity cannot be reused by another object while the entry exists. Clause
+        and term objects are shared by every profile with that clause text (the
+        compiler's caches), so a popular clause is evaluated once per batch; equal
+        but distinct objects are merely evaluated again.
+        """
+        entry = self._clauses.get(id(node))
+        if entry is not None and entry[0] is node:
+            return entry[1]
+        if type(node) is Term:
+            found = self.singles(node)
+        else:
+            bits = self.bits(node)
+            contributing: list[tuple[Term, int]] = []
+            if bits:
+                self.contributing(node, bits, contributing)
+            found = _ranked(_matches_for(self, contributing, bits), contributing, bits)
+        self._clauses[id(node)] = (node, found)
         return found
 
     # -- expressions -----------------------------------------------------------------
 
     def bits(self, node: Expr) -> int:
         """The set of papers ``node`` is true for."""
-        kind = type(node)
-        if kind is Term:
-            assert isinstance(node, Term)
+        if type(node) is Term:
             found = self._term_memo.get(node.key)
             return found if found is not None else self.term_bits(node)
-        if kind is And:
-            assert isinstance(node, And)
+        if type(node) is And:
             acc = self.all
             negated: list[Expr] = []
             # Intersect the inclusions first: they are usually small and empty
             # early, which saves evaluating the exclusions at all.
             for child in node.children:
                 if type(child) is Not:
-                    assert isinstance(child, Not)
                     negated.append(child.child)
                     continue
                 acc &= self.bits(child)
@@ -323,27 +368,26 @@ class PaperIndex:
                 if not acc:
                     return 0
             return acc
-        if kind is Or:
-            assert isinstance(node, Or)
+        if type(node) is Or:
             acc = 0
             for child in node.children:
                 acc |= self.bits(child)
             return acc
-        assert isinstance(node, Not)
+        assert type(node) is Not
         return self.all & ~self.bits(node.child)
 
     def contributing(self, node: Expr, mask: int, out: list[tuple[Term, int]]) -> None:
         """Append (term, papers) for each included term that makes ``node`` true for
         the papers of ``mask`` (which must all satisfy ``node``)."""
-        if isinstance(node, Term):
+        if type(node) is Term:
             hit = mask & self.bits(node)
             if hit:
                 out.append((node, hit))
-        elif isinstance(node, And):
+        elif type(node) is And:
             for child in node.children:
-                if not isinstance(child, Not):
+                if type(child) is not Not:
                     self.contributing(child, mask, out)
-        elif isinstance(node, Or):
+        elif type(node) is Or:
             for child in node.children:
                 hit = mask & self.bits(child)
                 if hit:
@@ -351,55 +395,125 @@ class PaperIndex:
         # A Not contributes no terms: a paper is never "chosen because" of an absence.
 
 
-def _bitset(by_paper: dict[int, list[int]]) -> int:
-    bits = 0
-    for paper in by_paper:
-        bits |= 1 << paper
-    return bits
+_GAP: Final = ("", -1, -1)
+_BY_PAPER_KEY: Final = attrgetter("paper_key")
+_BY_SCORE: Final = attrgetter("score")
+
+
+class _Ranked(NamedTuple):
+    """What a clause (or a term alone) selects in one batch.
+
+    ``bits``: the papers; ``papers`` / ``matches``: paper indices and their Matches,
+    best first; ``by_paper``: paper index → Match; ``contributing``: (term, papers)
+    for every included term that made the clause true, in profile order.
+    """
+
+    bits: int
+    papers: list[int]
+    matches: list[Match]
+    by_paper: dict[int, Match]
+    contributing: list[tuple[Term, int]]
+
+
+def _rank(matches: list[Match]) -> None:
+    """Sort best first, ties by paper key: two stable C-level sorts, no lambda."""
+    matches.sort(key=_BY_PAPER_KEY)
+    matches.sort(key=_BY_SCORE, reverse=True)
+
+
+def _ranked(
+    by_paper: dict[int, Match], contributing: list[tuple[Term, int]], bits: int
+) -> _Ranked:
+    order = sorted((-m.score, m.paper_key, p) for p, m in by_paper.items())
+    papers = [p for _, _, p in order]
+    return _Ranked(bits, papers, [by_paper[p] for p in papers], by_paper, contributing)
+
+
+def _matches_for(
+    index: PaperIndex, contributing: list[tuple[Term, int]], papers: int
+) -> dict[int, Match]:
+    """paper index → Match for ``papers``, from the terms that selected each one."""
+    out: dict[int, Match] = {}
+    if not papers:
+        return out
+    shared: list[Term] | None = None
+    if all(bits == papers for _, bits in contributing):
+        # The usual composite clause ("graph neural", "a (b OR c)" where b and c hit
+        # the same papers): the same terms selected every paper.
+        shared = list({t.key: t for t, _ in reversed(contributing)}.values())[::-1]
+    for paper in _indices(papers):
+        if shared is not None:
+            terms = shared
+        else:
+            # Keyed by what the term matches: "Diffusion" and "diffusion" count once.
+            by_key: dict[str, Term] = {}
+            for term, bits in contributing:
+                if bits >> paper & 1 and term.key not in by_key:
+                    by_key[term.key] = term
+            terms = list(by_key.values())
+        if len(terms) == 1:
+            out[paper] = index.singles(terms[0]).by_paper[paper]
+            continue
+        score = 0.0
+        title: list[tuple[int, int]] = []
+        abstract: list[tuple[int, int]] = []
+        labels: list[str] = []
+        for term in terms:
+            weight, title_spans, abstract_spans = index.details(term, paper)
+            score += weight
+            title += title_spans
+            abstract += abstract_spans
+            if term.written not in labels:
+                labels.append(term.written)
+        out[paper] = Match(
+            index.keys[paper], score, tuple(labels), _merge(title), _merge(abstract)
+        )
+    return out
 
 
 def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
     """The papers of ``index`` that ``profile`` matches, best first (ties by key)."""
     tree = profile.tree
-    clause_bits = [index.bits(clause) for clause in tree.clauses]
+    memo_get = index._clauses.get
+    results = []
+    for node in tree.clauses:
+        entry = memo_get(id(node))  # index.clause(node), inlined for the hot path
+        results.append(entry[1] if entry is not None and entry[0] is node else index.clause(node))
     selected = 0
-    for bits in clause_bits:
-        selected |= bits
+    for result in results:
+        selected |= result.bits
     for excluded in tree.excluded:
         if not selected:
             break
         selected &= ~index.bits(excluded)
     if not selected:
         return []
-    found: list[tuple[Term, int]] = []
-    for clause, bits in zip(tree.clauses, clause_bits, strict=True):
-        if bits & selected:
-            index.contributing(clause, bits & selected, found)
-    per_paper: dict[int, dict[str, Term]] = {}
-    for term, bits in found:
-        for paper in _indices(bits):
-            # Keyed by what the term matches: "Diffusion" and "diffusion" count once.
-            per_paper.setdefault(paper, {}).setdefault(term.key, term)
-    keys = index.keys
-    matches = []
-    for paper, terms in per_paper.items():
-        if len(terms) == 1:
-            (term,) = terms.values()
-            score, title_spans, abstract_spans = index.details(term, paper)
-            matched: tuple[str, ...] = (term.written,)
+
+    # Papers selected by one clause take that clause's Match as is; papers selected
+    # by several clauses combine the terms of all of them.
+    seen = multi = 0
+    for result in results:
+        multi |= seen & result.bits
+        seen |= result.bits
+    out: list[Match] = []
+    pieces = 0
+    for result in results:
+        own = result.bits & selected & ~multi
+        if not own:
+            continue
+        pieces += 1
+        if own == result.bits:
+            out += result.matches
         else:
-            score = 0.0
-            title, abstract = [], []
-            for term in terms.values():
-                weight, t_spans, a_spans = index.details(term, paper)
-                score += weight
-                title += t_spans
-                abstract += a_spans
-            title_spans, abstract_spans = _merge(title), _merge(abstract)
-            matched = tuple(dict.fromkeys(t.written for t in terms.values()))
-        matches.append(Match(keys[paper], score, matched, title_spans, abstract_spans))
-    matches.sort(key=lambda m: (-m.score, m.paper_key))
-    return matches
+            out += [m for p, m in zip(result.papers, result.matches, strict=True) if own >> p & 1]
+    multi &= selected
+    if multi:
+        contributing = [c for result in results for c in result.contributing]
+        out += _matches_for(index, contributing, multi).values()
+        pieces += 1
+    if pieces > 1:  # one ranked piece is already in order
+        _rank(out)
+    return out
 
 
 def match_many(
@@ -408,7 +522,8 @@ def match_many(
     """``match_profile`` for every profile; only keys with at least one match.
 
     Subscribers sharing the same profile text are evaluated once (each gets its own
-    list); terms shared between profiles are evaluated once per batch.
+    list); terms shared between profiles are evaluated once per batch, and a paper
+    chosen by one term alone is the same shared Match object in every result.
     """
     done: dict[CompiledProfile, list[Match]] = {}
     results: dict[K, list[Match]] = {}
@@ -416,7 +531,9 @@ def match_many(
         found = done.get(profile)
         if found is None:
             found = done[profile] = match_profile(profile, index)
-        if found:
+            if found:
+                results[key] = found
+        elif found:
             results[key] = list(found)
     return results
 

@@ -573,14 +573,20 @@ class _ClauseCache(dict[str, Expr]):
         clause = part.strip()
         if not clause:
             raise _Unsplittable
-        try:
-            node, empty = _parse_clause(clause)
-        except QueryError:
-            raise _Unsplittable from None
-        if len(self) >= _CLAUSE_CACHE_MAX:
-            self.clear()
-            _empty_parts.clear()
-        if empty:
+        # " diffusion" (after a comma) and "diffusion" (first) are the same clause.
+        node = self.get(clause)
+        if node is None:
+            try:
+                node, empty = _parse_clause(clause)
+            except QueryError:
+                raise _Unsplittable from None
+            if len(self) >= _CLAUSE_CACHE_MAX:
+                self.clear()
+                _empty_parts.clear()
+            self[clause] = node
+            if empty:
+                _empty_parts.add(clause)
+        if clause in _empty_parts:
             _empty_parts.add(part)
         self[part] = node
         return node

@@ -3,17 +3,18 @@
 :func:`build_message` returns a standard :class:`email.message.EmailMessage`::
 
     multipart/alternative
-        text/plain; charset="utf-8"   (7bit when ASCII with short lines, else quoted-printable)
-        text/html; charset="utf-8"    (base64)
+        text/plain; charset="utf-8"
+        text/html; charset="utf-8"
 
-with From, To, Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the
+(bodies as they are, 7bit or 8bit, when every line fits SMTP's 998 octets, else
+quoted-printable for text and base64 for HTML) and From, To, Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the
 email carries an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058).
 
 The stdlib's header machinery parses every value it is given and re-folds it on
 output, which costs more than rendering the email. Here the values we produce are
 checked and encoded once, by this module, into their final ASCII form (folded at
-78 columns; RFC 2047 encoded-words for a non-ASCII subject), and
+78 columns; RFC 2047 encoded-words for non-ASCII words of a subject), and
 :class:`MessagePolicy` stores such values as they are. Reading a header back
 (``msg["Subject"]``) still parses it, lazily, into the usual header object. Bodies are
 encoded up front the same way. Anything else set on the message later goes through
@@ -30,6 +31,7 @@ import binascii
 import functools
 import hashlib
 import re
+import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email import utils as email_utils
@@ -93,7 +95,8 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 
 class _WirePayload(str):
-    """A body this module transfer-encoded: ASCII, every line ending a CRLF."""
+    """A body this module transfer-encoded: ASCII, or 8-bit bytes as the email package
+    stores them (surrogate-escaped); every line ends in CRLF."""
 
     __slots__ = ()
 
@@ -349,37 +352,45 @@ _CT_HTML: Final = _Encoded('text/html; charset="utf-8"')
 
 
 def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
-    """A leaf part whose payload is already transfer-encoded."""
+    """A leaf part whose payload is already transfer-encoded, in canonical form:
+    CRLF line ends (RFC 2046 §4.1.1), as the stdlib's set_content writes text."""
     part = EmailMessage(policy=MESSAGE_POLICY)
     part["Content-Type"] = _CT_PLAIN if subtype == "plain" else _CT_HTML
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if subtype == "plain":
-        cte, payload = _text_encoding(text)
+    data = text.replace("\n", "\r\n").encode("utf-8")
+    if max(map(len, data.split(b"\r\n"))) <= _HARD_LIMIT:
+        # Lines within SMTP's limit need no encoding: 7bit if ASCII, else 8bit — the
+        # stdlib's choice too under the SMTP policy. Every MTA today speaks 8BITMIME;
+        # the transport re-encodes for one that does not (send.wire_bytes(seven_bit)).
+        cte = "7bit" if data.isascii() else "8bit"
+        payload = data.decode("ascii", "surrogateescape")  # how email stores 8-bit bodies
+    elif subtype == "plain":
+        cte = "quoted-printable"  # stays readable in a raw view
+        payload = binascii.b2a_qp(data, istext=True).decode("ascii")
     else:
-        # HTML lines can be long and hold any character: base64 is always valid and
-        # binascii does it in C. Text is encoded in canonical form, CRLF line ends
-        # (RFC 2046 §4.1.1), as the stdlib's set_content does.
-        cte, payload = "base64", _base64(text.replace("\n", "\r\n").encode("utf-8"))
+        cte, payload = "base64", _base64(data)
     part["Content-Transfer-Encoding"] = _Encoded(cte)
     part.set_payload(_WirePayload(payload))
     return part
 
 
-def _text_encoding(text: str) -> tuple[str, str]:
-    """7bit when the text is ASCII with lines of at most 78 characters — readable as
-    it is, as the stdlib would choose — else quoted-printable."""
-    if text.isascii() and max(map(len, text.split("\n"))) <= _FOLD_AT:
-        return "7bit", text.replace("\n", "\r\n")
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return "quoted-printable", encoded.decode("ascii").replace("\n", "\r\n")
-
-
 def _base64(data: bytes) -> str:
-    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
-    lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
-    lines.append("")
-    return "\r\n".join(lines)
+    """``data`` in base64 lines of 76 characters (RFC 2045), each ending in CRLF."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    rows, rest = divmod(len(encoded), _BASE64_LINE)
+    # One struct call cuts all the full lines in C; a Python slice loop costs more
+    # than the encoding itself.
+    lines = list(_base64_rows(rows).unpack_from(encoded))
+    if rest:
+        lines.append(encoded[rows * _BASE64_LINE :])
+    lines.append(b"")
+    return b"\r\n".join(lines).decode("ascii")
+
+
+@functools.lru_cache(maxsize=512)
+def _base64_rows(rows: int) -> struct.Struct:
+    return struct.Struct(f"{_BASE64_LINE}s" * rows)
 
 
 # ------------------------------------------------------------------------ serialising
@@ -405,8 +416,8 @@ def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
                 return False
         out.append(f"\r\n--{boundary}--\r\n".encode())
         return True
-    if type(payload) is _WirePayload:  # ours: ASCII with CRLF line ends by construction
-        out.append(payload.encode("ascii"))
+    if type(payload) is _WirePayload:  # ours: CRLF line ends by construction
+        out.append(payload.encode("ascii", "surrogateescape"))
         return True
     if not isinstance(payload, str) or not payload.isascii():
         return False

@@ -236,15 +236,24 @@ def test_long_unsubscribe_url_stays_one_token() -> None:
     assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in data
 
 
-def test_ascii_text_is_7bit_and_anything_else_quoted_printable() -> None:
-    ascii_msg = _parse(message_bytes(_build(Rendered("s", "plain words\n", "<p>h</p>"))))
-    text, html = ascii_msg.iter_parts()
-    assert text["Content-Transfer-Encoding"] == "7bit"
-    assert html["Content-Transfer-Encoding"] == "base64"
-    accented = _parse(message_bytes(_build(Rendered("s", "Schrödinger\n", "<p>h</p>"))))
-    assert next(accented.iter_parts())["Content-Transfer-Encoding"] == "quoted-printable"
-    long_line = _parse(message_bytes(_build(Rendered("s", "x" * 100 + "\n", "<p>h</p>"))))
-    assert next(long_line.iter_parts())["Content-Transfer-Encoding"] == "quoted-printable"
+@pytest.mark.parametrize(
+    ("text", "html", "encodings"),
+    [
+        ("plain words\n", "<p>h</p>", ("7bit", "7bit")),
+        ("Schrödinger\n", "<p>Schrödinger…</p>", ("8bit", "8bit")),
+        ("x" * 999 + "\n", "<p>" + "y" * 999 + "</p>", ("quoted-printable", "base64")),
+        ("é" * 600, "é" * 600, ("quoted-printable", "base64")),  # 1200 octets
+    ],
+)
+def test_transfer_encodings(text: str, html: str, encodings: tuple[str, str]) -> None:
+    msg = _build(Rendered("s", text, html))
+    data = message_bytes(msg)
+    assert data == msg.as_bytes()
+    plain, markup = _parse(data).iter_parts()
+    assert (plain["Content-Transfer-Encoding"], markup["Content-Transfer-Encoding"]) == encodings
+    assert plain.get_content().replace("\r\n", "\n") == text
+    assert markup.get_content().replace("\r\n", "\n") == html
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
 
 
 one_line = st.text().map(render._one_line)
@@ -297,5 +306,9 @@ def test_preview_parts() -> None:
 
 def test_transport_writes_the_same_bytes() -> None:
     send = pytest.importorskip("newsletter.digest.send")
-    _, msg = _case("digest")
+    rendered, msg = _case("digest")
     assert send.wire_bytes(msg) == message_bytes(msg)
+    # a server without 8BITMIME gets the 8-bit bodies re-encoded, content intact
+    seven = _parse(send.wire_bytes(msg, seven_bit=True))
+    assert seven.as_bytes().isascii()
+    assert seven.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html

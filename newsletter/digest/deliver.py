@@ -104,6 +104,19 @@ def claim(
     return sorted(session.scalars(stmt).all())
 
 
+def renew(session: Session, ids: Sequence[int], *, old: datetime, new: datetime) -> set[int]:
+    """Extend this worker's lease (``old``) on ``ids`` to ``new``; returns the ids that
+    are still this worker's."""
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == "sending", Delivery.lease_until == old)
+        .values(lease_until=new)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(rows.scalars())
+
+
 def release(session: Session, ids: Sequence[int]) -> None:
     """Hand claimed, unsent rows back (a clean shutdown); the claim's attempt is undone."""
     session.execute(
@@ -228,22 +241,34 @@ def deliver_batch(
     nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
     released (back to planned) for the next worker instead of waiting for the lease."""
     summary = DeliverSummary()
+    lease = timedelta(seconds=settings.delivery_lease_seconds)
+    claimed_at = now()
     with session_scope(factory) as session:
-        ids = claim(
-            session,
-            now=now(),
-            limit=limit,
-            lease=timedelta(seconds=settings.delivery_lease_seconds),
-        )
+        ids = claim(session, now=claimed_at, limit=limit, lease=lease)
     if not ids:
         return None
+    lease_end = claimed_at + lease
     with factory() as session:
         deliveries, subs, papers = load_batch(session, ids)
+        lost: set[int] = set()
         for n, d in enumerate(deliveries):
+            if d.id in lost:
+                continue
             if should_stop():
                 release(session, [x.id for x in deliveries[n:]])
                 session.commit()
                 break
+            t = now()
+            if t > lease_end - lease / 2:
+                # A slow batch: renew the lease on what is left, and drop any row whose
+                # lease already lapsed and was claimed by another worker.
+                rest = [x.id for x in deliveries[n:]]
+                ours = renew(session, rest, old=lease_end, new=t + lease)
+                session.commit()
+                lease_end = t + lease
+                lost.update(set(rest) - ours)
+                if d.id in lost:
+                    continue
             sub = subs.get(d.subscriber_id)
             reason = _still_wanted(sub)
             if reason or sub is None:

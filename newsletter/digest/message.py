@@ -367,7 +367,10 @@ def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
         payload = data.decode("ascii", "surrogateescape")  # how email stores 8-bit bodies
     elif subtype == "plain":
         cte = "quoted-printable"  # stays readable in a raw view
-        payload = binascii.b2a_qp(data, istext=True).decode("ascii")
+        # Encoded from LF text, then LF → CRLF: binascii only uses CRLF for its soft
+        # breaks when it happens to see one in the input.
+        encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+        payload = encoded.decode("ascii").replace("\n", "\r\n")
     else:
         cte, payload = "base64", _base64(data)
     part["Content-Transfer-Encoding"] = _Encoded(cte)

@@ -442,12 +442,17 @@ class _StyleInliner:
             raise TemplateError(
                 f"{template}: <{tag}> sets {sorted(clash)} both in CSS and in markup"
             )
-        parts = [f"<{tag}"]
-        parts += [f' {name}="{_attribute(value, template)}"' for name, value in attrs.items()]
+        attributes = [f'{name}="{_attribute(value, template)}"' for name, value in attrs.items()]
         # Dynamic attributes keep their source text: jinja2 fills and escapes them.
-        parts += [f' {name}="{value}"' for name, value in dynamic]
-        parts.append(" />" if match.group("slash") else ">")
-        return "".join(parts)
+        attributes += [f'{name}="{value}"' for name, value in dynamic]
+        end = " />" if match.group("slash") else ">"
+        if not attributes:
+            return f"<{tag}{end}"
+        # A line break before the attributes is insignificant in HTML, and keeps every
+        # line of the email far below SMTP's 998 octets (a paragraph with many
+        # highlighted terms would otherwise be one long line), so bodies can go out
+        # unencoded.
+        return f"<{tag}\n" + " ".join(attributes) + end
 
     def _premailer_attributes(
         self, keys: list[_TagKey]

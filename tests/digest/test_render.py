@@ -495,8 +495,8 @@ def test_inliner_keeps_jinja_and_comments_and_inlines_the_rest() -> None:
     out = inliner.inline(source, "t.html")
     assert out == (
         '{# <td class="x"> #}<!--[if mso]><td class="x"><![endif]-->'
-        '<td title="a &amp; b" style="padding:0; color:red; width:10px" width="10">{{ "<td>" }}'
-        '<a style="color:red; width:10px" width="10" href="{{ u }}">{% if a < b %}</a>{% endif %}'
+        '<td\ntitle="a &amp; b" style="padding:0; color:red; width:10px" width="10">{{ "<td>" }}'
+        '<a\nstyle="color:red; width:10px" width="10" href="{{ u }}">{% if a < b %}</a>{% endif %}'
     )
 
 

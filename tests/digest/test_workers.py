@@ -32,14 +32,16 @@ DUMP_000 = (SAMPLES / "000_9c40651dd6d15728.txt").read_bytes()
 LEASE_SECONDS = 2.0
 
 
-def _settings(tmp_path: Path, db_url: str, mail_url: str) -> Settings:
+def _settings(
+    tmp_path: Path, db_url: str, mail_url: str, lease: float = LEASE_SECONDS
+) -> Settings:
     return Settings(
         var_dir=tmp_path,
         database_url=db_url,
         mail_url=mail_url,
         secret_key=factories.SECRET,
         base_url="https://digest.example.org",
-        delivery_lease_seconds=LEASE_SECONDS,
+        delivery_lease_seconds=lease,
     )
 
 
@@ -80,7 +82,14 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
             before = len(server.handler.accepted)
             child = FORK.Process(target=_worker_main, args=(settings, 3))
             child.start()
-            time.sleep(rnd.uniform(0.0, 0.12))
+            # Kill at a random point: after a random number of accepted messages
+            # (0 .. all) plus a random sliver of time, so kills land before, between
+            # and during sends however fast or loaded the machine is.
+            target = before + rnd.randrange(len(addrs) + 1)
+            deadline = time.monotonic() + 10
+            while len(server.handler.accepted) < target and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            time.sleep(rnd.uniform(0.0, 0.004))
             os.kill(child.pid or 0, signal.SIGKILL)
             child.join()
             sent_by_victim = len(server.handler.accepted) - before
@@ -117,7 +126,11 @@ def test_four_workers_on_postgresql_send_each_exactly_once(pg_url: str, tmp_path
         with session_scope(factory) as s:
             assert plan(s, now=utcnow(), day=date(2026, 7, 30)).planned == 2000
         with smtp_server() as server:
-            settings = _settings(tmp_path, pg_url, f"smtp://{server.host}:{server.port}?timeout=10")
+            # A lease shorter than a loaded machine takes for a batch, so leases lapse
+            # and renewals are exercised: still nobody is mailed twice.
+            settings = _settings(
+                tmp_path, pg_url, f"smtp://{server.host}:{server.port}?timeout=10", lease=1.0
+            )
             workers = [FORK.Process(target=_worker_main, args=(settings, 25)) for _ in range(4)]
             for w in workers:
                 w.start()

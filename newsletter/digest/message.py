@@ -408,7 +408,9 @@ def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
     raw = list(part.raw_items())
     out.extend(fold(name, value) for name, value in raw)
     out.append(b"\r\n")
-    payload = part.get_payload()
+    # The stored payload, as BytesGenerator reads it: get_payload() would decode an
+    # 8-bit body instead of returning it.
+    payload = getattr(part, "_payload", None)
     if isinstance(payload, list):
         boundary = _our_boundary(raw) or part.get_boundary()
         if not payload or not boundary or part.preamble is not None or part.epilogue is not None:

@@ -3,23 +3,30 @@
 The batch is indexed once (per field: stemmed term → papers → token positions), and
 each profile is evaluated over *sets of papers* rather than paper by paper: a set is
 a Python int used as a bitset (bit ``i`` = the ``i``-th paper of the batch), so AND,
-OR and NOT of a clause over the whole batch are single integer operations. A term's
-set is computed once per batch and shared by every profile that uses it, so 100,000
-profiles drawn from the same vocabulary cost little more than their distinct terms.
-Scores, matched terms and highlight spans are worked out only for the papers a
-profile actually matched, and memoised per (term, paper) across profiles.
+OR and NOT over the whole batch are single integer operations.
 
-``reference_match`` evaluates one profile against one paper directly, with no index;
-it is the executable definition the fast path is tested against.
+Work is shared across profiles at three levels, all memoised on the index:
+
+* a term's set of papers and its per-paper details (score, spans) — once per batch;
+* a clause's ranked matches — once per clause object, and the compiler hands every
+  profile with the same clause text the same object;
+* a paper that one clause alone selects is reported as that clause's Match object,
+  shared by every profile containing the clause.
+
+So 100,000 profiles drawn from one vocabulary cost little more than their distinct
+clauses plus copying references. ``reference_match`` evaluates one profile against
+one paper directly, with no index: the executable definition the fast path is tested
+against.
 
 Semantics (see ``newsletter.subscribers.query``): an unfielded term looks in title and
-abstract; ``au:`` in the authors, each author on his own so a phrase never spans two
-names; a phrase's words must be adjacent within one field; a prefix compares with the
+abstract; ``au:`` in the authors, each name on its own so a phrase never spans two;
+a phrase's words must be adjacent within one field; a prefix compares with the
 folded, unstemmed word; exclusions beat inclusions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,14 +39,16 @@ from newsletter.text import Token, stem_all, tokens, words
 
 K = TypeVar("K")
 
-# --- Score weights -------------------------------------------------------------------
+# --- Score ---------------------------------------------------------------------------
 #
 # score = Σ over the profile terms that made the paper match of
 #         kind weight × (TITLE_WEIGHT       if the term is in the title
 #                        + ABSTRACT_WEIGHT × (1 + ABSTRACT_REPEAT_WEIGHT × ln n)
 #                                           if it occurs n ≥ 1 times in the abstract
 #                        + AUTHOR_WEIGHT    if it is in the authors)
-# so more matching terms score higher, and the same term scores higher in a title.
+# kind weight = WORD_WEIGHT, PREFIX_WEIGHT, or PHRASE_WEIGHT_PER_WORD × words;
+# so more matching terms score higher, a phrase above its words, a title above an
+# abstract.
 
 #: A title is the paper's own summary of itself: a term there says far more about the
 #: topic than the same term in passing in the abstract.
@@ -58,10 +67,14 @@ PREFIX_WEIGHT: Final = 0.8
 #: Per word of a phrase: a phrase of n words outweighs the AND of the same n words
 #: (n × 1.0), because adjacency is much stronger evidence of the topic.
 PHRASE_WEIGHT_PER_WORD: Final = 1.5
+#: Scores are rounded to this many decimals, so that equal sums reached in a
+#: different order are equal ties (then ordered by paper key), not float noise.
+SCORE_DECIMALS: Final = 6
 
 #: Authors are indexed as one token stream with this many empty positions between
 #: names, so that no phrase can run from one author's name into the next.
 _AUTHOR_GAP: Final = 1
+_GAP: Final = ("", -1, -1)
 
 #: Which indexed fields an unfielded or fielded term looks at.
 _SCOPE: Final[dict[str | None, tuple[str, ...]]] = {
@@ -72,8 +85,10 @@ _SCOPE: Final[dict[str | None, tuple[str, ...]]] = {
 }
 _FIELDS: Final = ("ti", "abs", "au")
 
+Span = tuple[int, int]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class MatchPaper:
     """What the matcher needs of a paper. ``key`` identifies it in the results and
     must be unique within a batch."""
@@ -84,21 +99,27 @@ class MatchPaper:
     authors: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     """One paper a profile matched.
 
     ``matched`` are the profile terms that made it match, as the user wrote them, in
     profile order. ``title_spans`` / ``abstract_spans`` are ``[start, end)`` character
     offsets into the original title / abstract, sorted and merged, covering every
-    occurrence of those terms in the fields each term looks at.
+    occurrence of those terms in the fields each term looks at. ``rank`` orders the
+    matches of one batch (ascending = best first: score descending, then paper key);
+    it means nothing across batches and is not compared.
     """
 
     paper_key: int
     score: float
     matched: tuple[str, ...]
-    title_spans: tuple[tuple[int, int], ...]
-    abstract_spans: tuple[tuple[int, int], ...]
+    title_spans: tuple[Span, ...]
+    abstract_spans: tuple[Span, ...]
+    rank: int = dataclasses.field(default=0, compare=False, repr=False)
+
+
+_BY_RANK: Final = attrgetter("rank")
 
 
 def _indices(bits: int) -> Iterator[int]:
@@ -115,7 +136,7 @@ def _kind_weight(term: Term) -> float:
     return PREFIX_WEIGHT if term.prefix else WORD_WEIGHT
 
 
-def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+def _merge(spans: list[Span]) -> tuple[Span, ...]:
     """Sort and merge overlapping or touching spans."""
     if len(spans) < 2:
         return tuple(spans)
@@ -131,7 +152,25 @@ def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(merged)
 
 
-_Details = tuple[float, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+class _Ranked(NamedTuple):
+    """What a clause (or a term on its own) selects in one batch.
+
+    ``bits``: the papers; ``papers`` / ``matches``: paper indices and their Matches,
+    best first; ``by_paper``: paper index → Match; ``contributing``: (term, papers)
+    for every included term that made the clause true, in profile order; ``keys``:
+    the ``Term.key`` of those terms.
+    """
+
+    bits: int
+    papers: list[int]
+    matches: list[Match]
+    by_paper: dict[int, Match]
+    contributing: list[tuple[Term, int]]
+    keys: frozenset[str]
+
+
+# (score contribution, title spans, abstract spans) of one term in one paper
+_Details = tuple[float, tuple[Span, ...], tuple[Span, ...]]
 
 
 class PaperIndex:
@@ -139,9 +178,10 @@ class PaperIndex:
 
     Per field: stemmed term → paper → token positions, term → set of papers, and
     folded word → set of papers (for prefixes). The index also memoises, per batch,
-    each term's set of papers and its per-paper matches; those caches only ever
-    gain entries that are pure functions of the batch, so an index can be shared by
-    threads and reused by any number of calls.
+    what terms and clauses select; those caches only ever gain entries that are pure
+    functions of the batch, so an index can be shared by threads and reused by any
+    number of calls. Memory grows with the distinct clauses matched against it;
+    build a new index per batch.
     """
 
     def __init__(self, papers: Sequence[MatchPaper]) -> None:
@@ -150,11 +190,15 @@ class PaperIndex:
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("paper keys must be unique within a batch")
         self.all = (1 << len(self.papers)) - 1
+        # A paper's place in key order breaks score ties inside ``Match.rank``.
+        self._key_order = [0] * len(self.keys)
+        for place, paper in enumerate(sorted(range(len(self.keys)), key=self.keys.__getitem__)):
+            self._key_order[paper] = place
         self._postings: dict[str, dict[str, dict[int, list[int]]]] = {f: {} for f in _FIELDS}
         self._bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
         self._word_bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
         self._vocab: dict[str, list[str]] = {}
-        # Per field and paper, the (folded word, start, end) of every position: the
+        # Per field and paper, the (folded word, start, end) at every position: the
         # offsets for highlighting and the words for prefix positions. Authors are
         # one stream with an empty placeholder between names.
         self._words: dict[str, list[list[tuple[str, int, int]]]] = {f: [] for f in _FIELDS}
@@ -200,9 +244,22 @@ class PaperIndex:
         for table, present in ((self._bits[field], terms), (self._word_bits[field], folded)):
             for key in set(present):
                 table[key] = table.get(key, 0) | bit
-        # The author gap placeholder is the empty word; it must match nothing.
-        self._bits[field].pop("", None)
-        self._word_bits[field].pop("", None)
+            table.pop("", None)  # the author gap placeholder must match nothing
+
+    def make_match(
+        self,
+        paper: int,
+        score: float,
+        matched: tuple[str, ...],
+        title_spans: tuple[Span, ...],
+        abstract_spans: tuple[Span, ...],
+    ) -> Match:
+        """A Match for the paper at index ``paper``, with its score rounded and its
+        rank within this batch."""
+        score = round(score, SCORE_DECIMALS)
+        # Exact integer: score descending, then key ascending.
+        rank = -round(score * 10**SCORE_DECIMALS) * len(self.keys) + self._key_order[paper]
+        return Match(self.keys[paper], score, matched, title_spans, abstract_spans, rank)
 
     # -- terms -------------------------------------------------------------------------
 
@@ -281,7 +338,7 @@ class PaperIndex:
         if found is not None:
             return found
         weight = 0.0
-        spans: dict[str, tuple[tuple[int, int], ...]] = {"ti": (), "abs": ()}
+        spans: dict[str, tuple[Span, ...]] = {"ti": (), "abs": ()}
         last = len(term.stems) - 1
         for field in _SCOPE[term.field]:
             starts = self.occurrences(term, paper, field)
@@ -296,52 +353,8 @@ class PaperIndex:
             if field != "au":
                 stream = self._words[field][paper]
                 spans[field] = _merge([(stream[s][1], stream[s + last][2]) for s in starts])
-        found = (weight * _kind_weight(term), spans["ti"], spans["abs"])
+        found = (round(weight * _kind_weight(term), SCORE_DECIMALS), spans["ti"], spans["abs"])
         self._details_memo[memo_key] = found
-        return found
-
-    def singles(self, term: Term) -> _Ranked:
-        """The matches of ``term`` as a clause on its own (see ``_Ranked``).
-
-        Immutable and shared: every profile in which this term alone selects a paper
-        reports the same Match object, which is what makes 100,000 profiles cheap.
-        """
-        memo_key = (term.key, term.written)
-        found = self._singles.get(memo_key)
-        if found is None:
-            bits = self.term_bits(term)
-            label = (term.written,)
-            by_paper = {}
-            for paper in _indices(bits):
-                score, title_spans, abstract_spans = self.details(term, paper)
-                by_paper[paper] = Match(
-                    self.keys[paper], score, label, title_spans, abstract_spans
-                )
-            found = _ranked(by_paper, [(term, bits)], bits)
-            self._singles[memo_key] = found
-        return found
-
-    def clause(self, node: Expr) -> _Ranked:
-        """The matches of ``node`` as a whole clause (see ``_Ranked``), memoised.
-
-        The memo is keyed by the node's identity and holds the node itself, so the
-        identity cannot be reused by another object while the entry exists. Clause
-        and term objects are shared by every profile with that clause text (the
-        compiler's caches), so a popular clause is evaluated once per batch; equal
-        but distinct objects are merely evaluated again.
-        """
-        entry = self._clauses.get(id(node))
-        if entry is not None and entry[0] is node:
-            return entry[1]
-        if type(node) is Term:
-            found = self.singles(node)
-        else:
-            bits = self.bits(node)
-            contributing: list[tuple[Term, int]] = []
-            if bits:
-                self.contributing(node, bits, contributing)
-            found = _ranked(_matches_for(self, contributing, bits), contributing, bits)
-        self._clauses[id(node)] = (node, found)
         return found
 
     # -- expressions -----------------------------------------------------------------
@@ -394,94 +407,134 @@ class PaperIndex:
                     self.contributing(child, hit, out)
         # A Not contributes no terms: a paper is never "chosen because" of an absence.
 
+    # -- clauses -----------------------------------------------------------------------
 
-_GAP: Final = ("", -1, -1)
-_BY_PAPER_KEY: Final = attrgetter("paper_key")
-_BY_SCORE: Final = attrgetter("score")
+    def singles(self, term: Term) -> _Ranked:
+        """The matches of ``term`` as a clause on its own, memoised by what it
+        matches and how it was written."""
+        memo_key = (term.key, term.written)
+        found = self._singles.get(memo_key)
+        if found is None:
+            bits = self.term_bits(term)
+            label = (term.written,)
+            by_paper = {}
+            for paper in _indices(bits):
+                by_paper[paper] = self.make_match(paper, *self._labelled(term, paper, label))
+            found = _ranked(by_paper, [(term, bits)], bits)
+            self._singles[memo_key] = found
+        return found
 
+    def _labelled(
+        self, term: Term, paper: int, label: tuple[str, ...]
+    ) -> tuple[float, tuple[str, ...], tuple[Span, ...], tuple[Span, ...]]:
+        score, title_spans, abstract_spans = self.details(term, paper)
+        return score, label, title_spans, abstract_spans
 
-class _Ranked(NamedTuple):
-    """What a clause (or a term alone) selects in one batch.
+    def clause(self, node: Expr) -> _Ranked:
+        """The matches of ``node`` as a whole clause, memoised by identity.
 
-    ``bits``: the papers; ``papers`` / ``matches``: paper indices and their Matches,
-    best first; ``by_paper``: paper index → Match; ``contributing``: (term, papers)
-    for every included term that made the clause true, in profile order.
-    """
+        The memo holds the node itself, so its identity cannot be reused by another
+        object while the entry exists. Clause and term objects are shared by every
+        profile with that clause text (the compiler's caches), so a popular clause is
+        evaluated once per batch; equal but distinct objects are evaluated again.
+        """
+        entry = self._clauses.get(id(node))
+        if entry is not None and entry[0] is node:
+            return entry[1]
+        if type(node) is Term:
+            found = self.singles(node)
+        else:
+            bits = self.bits(node)
+            contributing: list[tuple[Term, int]] = []
+            if bits:
+                self.contributing(node, bits, contributing)
+            found = _ranked(self.combine_terms(contributing, bits), contributing, bits)
+        self._clauses[id(node)] = (node, found)
+        return found
 
-    bits: int
-    papers: list[int]
-    matches: list[Match]
-    by_paper: dict[int, Match]
-    contributing: list[tuple[Term, int]]
+    def combine_terms(
+        self, contributing: list[tuple[Term, int]], papers: int
+    ) -> dict[int, Match]:
+        """paper index → Match for ``papers``, from the terms that selected each one."""
+        out: dict[int, Match] = {}
+        if not papers:
+            return out
+        shared: list[Term] | None = None
+        if all(bits == papers for _, bits in contributing):
+            # The usual composite clause ("graph neural"): the same terms selected
+            # every paper, so collect them once.
+            shared = list({t.key: t for t, _ in reversed(contributing)}.values())[::-1]
+        for paper in _indices(papers):
+            if shared is not None:
+                terms = shared
+            else:
+                # Keyed by what the term matches: "Diffusion" and "diffusion" count once.
+                by_key: dict[str, Term] = {}
+                for term, bits in contributing:
+                    if bits >> paper & 1 and term.key not in by_key:
+                        by_key[term.key] = term
+                terms = list(by_key.values())
+            if len(terms) == 1:
+                out[paper] = self.singles(terms[0]).by_paper[paper]
+                continue
+            score = 0.0
+            title: list[Span] = []
+            abstract: list[Span] = []
+            labels: list[str] = []
+            for term in terms:
+                weight, title_spans, abstract_spans = self.details(term, paper)
+                score += weight
+                title += title_spans
+                abstract += abstract_spans
+                if term.written not in labels:
+                    labels.append(term.written)
+            out[paper] = self.make_match(
+                paper, score, tuple(labels), _merge(title), _merge(abstract)
+            )
+        return out
 
-
-def _rank(matches: list[Match]) -> None:
-    """Sort best first, ties by paper key: two stable C-level sorts, no lambda."""
-    matches.sort(key=_BY_PAPER_KEY)
-    matches.sort(key=_BY_SCORE, reverse=True)
+    def combine_clauses(self, paper: int, matches: list[Match]) -> Match:
+        """One Match from the Matches several clauses made for ``paper``, when no
+        term is shared between those clauses (so their scores simply add up)."""
+        labels: list[str] = []
+        title: list[Span] = []
+        abstract: list[Span] = []
+        score = 0.0
+        for match in matches:
+            score += match.score
+            title += match.title_spans
+            abstract += match.abstract_spans
+            labels += [label for label in match.matched if label not in labels]
+        return self.make_match(paper, score, tuple(labels), _merge(title), _merge(abstract))
 
 
 def _ranked(
     by_paper: dict[int, Match], contributing: list[tuple[Term, int]], bits: int
 ) -> _Ranked:
-    order = sorted((-m.score, m.paper_key, p) for p, m in by_paper.items())
-    papers = [p for _, _, p in order]
-    return _Ranked(bits, papers, [by_paper[p] for p in papers], by_paper, contributing)
-
-
-def _matches_for(
-    index: PaperIndex, contributing: list[tuple[Term, int]], papers: int
-) -> dict[int, Match]:
-    """paper index → Match for ``papers``, from the terms that selected each one."""
-    out: dict[int, Match] = {}
-    if not papers:
-        return out
-    shared: list[Term] | None = None
-    if all(bits == papers for _, bits in contributing):
-        # The usual composite clause ("graph neural", "a (b OR c)" where b and c hit
-        # the same papers): the same terms selected every paper.
-        shared = list({t.key: t for t, _ in reversed(contributing)}.values())[::-1]
-    for paper in _indices(papers):
-        if shared is not None:
-            terms = shared
-        else:
-            # Keyed by what the term matches: "Diffusion" and "diffusion" count once.
-            by_key: dict[str, Term] = {}
-            for term, bits in contributing:
-                if bits >> paper & 1 and term.key not in by_key:
-                    by_key[term.key] = term
-            terms = list(by_key.values())
-        if len(terms) == 1:
-            out[paper] = index.singles(terms[0]).by_paper[paper]
-            continue
-        score = 0.0
-        title: list[tuple[int, int]] = []
-        abstract: list[tuple[int, int]] = []
-        labels: list[str] = []
-        for term in terms:
-            weight, title_spans, abstract_spans = index.details(term, paper)
-            score += weight
-            title += title_spans
-            abstract += abstract_spans
-            if term.written not in labels:
-                labels.append(term.written)
-        out[paper] = Match(
-            index.keys[paper], score, tuple(labels), _merge(title), _merge(abstract)
-        )
-    return out
+    papers = sorted(by_paper, key=lambda p: by_paper[p].rank)
+    return _Ranked(
+        bits,
+        papers,
+        [by_paper[p] for p in papers],
+        by_paper,
+        contributing,
+        frozenset(t.key for t, _ in contributing),
+    )
 
 
 def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
     """The papers of ``index`` that ``profile`` matches, best first (ties by key)."""
     tree = profile.tree
     memo_get = index._clauses.get
-    results = []
+    results: list[_Ranked] = []
+    selected = multi = 0
     for node in tree.clauses:
         entry = memo_get(id(node))  # index.clause(node), inlined for the hot path
-        results.append(entry[1] if entry is not None and entry[0] is node else index.clause(node))
-    selected = 0
-    for result in results:
-        selected |= result.bits
+        result = entry[1] if entry is not None and entry[0] is node else index.clause(node)
+        if result.bits:
+            results.append(result)
+            multi |= selected & result.bits
+            selected |= result.bits
     for excluded in tree.excluded:
         if not selected:
             break
@@ -489,12 +542,8 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
     if not selected:
         return []
 
-    # Papers selected by one clause take that clause's Match as is; papers selected
-    # by several clauses combine the terms of all of them.
-    seen = multi = 0
-    for result in results:
-        multi |= seen & result.bits
-        seen |= result.bits
+    # A paper selected by one clause gets that clause's Match as is; a paper selected
+    # by several gets one Match combining them.
     out: list[Match] = []
     pieces = 0
     for result in results:
@@ -508,11 +557,22 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
             out += [m for p, m in zip(result.papers, result.matches, strict=True) if own >> p & 1]
     multi &= selected
     if multi:
-        contributing = [c for result in results for c in result.contributing]
-        out += _matches_for(index, contributing, multi).values()
         pieces += 1
-    if pieces > 1:  # one ranked piece is already in order
-        _rank(out)
+        hits = [r for r in results if r.bits & multi]
+        keys: set[str] = set()
+        disjoint = True
+        for result in hits:
+            disjoint = disjoint and keys.isdisjoint(result.keys)
+            keys |= result.keys
+        if disjoint:
+            for paper in _indices(multi):
+                clause_matches = [r.by_paper[paper] for r in hits if r.bits >> paper & 1]
+                out.append(index.combine_clauses(paper, clause_matches))
+        else:  # a term in two clauses must count once: combine at the term level
+            contributing = [c for r in hits for c in r.contributing]
+            out += index.combine_terms(contributing, multi).values()
+    if pieces > 1:  # a single piece is already ranked
+        out.sort(key=_BY_RANK)
     return out
 
 
@@ -521,16 +581,15 @@ def match_many(
 ) -> dict[K, list[Match]]:
     """``match_profile`` for every profile; only keys with at least one match.
 
-    Subscribers sharing the same profile text are evaluated once (each gets its own
-    list); terms shared between profiles are evaluated once per batch, and a paper
-    chosen by one term alone is the same shared Match object in every result.
+    Subscribers with the same profile text are evaluated once (each gets its own
+    list).
     """
-    done: dict[CompiledProfile, list[Match]] = {}
+    done: dict[str, list[Match]] = {}
     results: dict[K, list[Match]] = {}
     for key, profile in profiles.items():
-        found = done.get(profile)
+        found = done.get(profile.source)
         if found is None:
-            found = done[profile] = match_profile(profile, index)
+            found = done[profile.source] = match_profile(profile, index)
             if found:
                 results[key] = found
         elif found:

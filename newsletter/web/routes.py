@@ -68,7 +68,8 @@ from newsletter.web.app import DIGEST_CSP, RateLimits, WebState, state
 PREVIEW_WINDOW: Final = timedelta(days=7)
 PREVIEW_SHOWN: Final = 8
 # The one answer to every subscribe, whatever the address's state (new, pending,
-# active, unsubscribed) — so the form cannot be used to learn who is subscribed.
+# active, unsubscribed) — so the form cannot be used to learn who is subscribed. (The
+# page, subscribe_done.html, says the same in its own words.)
 SUBSCRIBE_ANSWER: Final = (
     "If this address needs confirming, a confirmation link is on its way. "
     "If it is already subscribed, nothing changes."
@@ -228,11 +229,11 @@ def subscribe() -> Page:
     form = forms.read_subscribe(request.form)
     if form.trapped:
         # A bot: it gets the ordinary answer, and nothing happens.
-        return _page("subscribe_done.html", email=form.values["email"], answer=SUBSCRIBE_ANSWER)
+        return _page("subscribe_done.html", email=form.values["email"])
     if not form.ok:
         return _subscribe_form_again(form, 400)
     _subscribe(form)
-    return _page("subscribe_done.html", email=form.values["email"], answer=SUBSCRIBE_ANSWER)
+    return _page("subscribe_done.html", email=form.values["email"])
 
 
 def _subscribe(form: forms.FormResult) -> None:

@@ -150,6 +150,17 @@ def test_message_bytes_is_exactly_as_bytes(case: str) -> None:
     assert message_bytes(msg) == msg.as_bytes()
 
 
+def test_message_bytes_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = [_case(case)[1] for case in sorted(CASES)]
+    expected = [msg.as_bytes() for msg in messages]
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("message_bytes fell back to the stdlib generator")
+
+    monkeypatch.setattr(EmailMessage, "as_bytes", refuse)
+    assert [message_bytes(msg) for msg in messages] == expected
+
+
 def test_same_delivery_same_bytes() -> None:
     _, first = _case("digest")
     _, again = _case("digest")

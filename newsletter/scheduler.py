@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -33,6 +33,7 @@ INBOX_EVERY = 60
 FEEDS_EVERY = 30 * 60
 PLAN_EVERY = 5 * 60
 DELIVER_EVERY = 30
+FIRST_PLAN_DELAY = 20
 # A job that could not start on time (process asleep, machine suspended) still runs
 # within this many seconds instead of being dropped (APScheduler's default is 1 s).
 MISFIRE_GRACE = 6 * 3600
@@ -83,8 +84,17 @@ def build_scheduler(
         with session_scope(factory) as session:
             return prune(session, now=clock())
 
+    def after_ingest(summary: IngestSummary) -> IngestSummary:
+        # New papers: plan at once rather than at the next planning tick, and wake the
+        # delivery job, so a dropped-in dump reaches inboxes within seconds.
+        if summary.new:
+            planned = recorded(factory, "plan", plan_job)
+            if worker and getattr(planned, "planned", 0):
+                sched.modify_job("deliver", next_run_time=clock())
+        return summary
+
     sched.add_job(
-        job("inbox", lambda: ingest_inbox(factory, settings.inbox_dir, now=clock)),
+        job("inbox", lambda: after_ingest(ingest_inbox(factory, settings.inbox_dir, now=clock))),
         "interval",
         seconds=INBOX_EVERY,
         id="inbox",
@@ -92,14 +102,20 @@ def build_scheduler(
     )
     if settings.feeds:
         sched.add_job(
-            job("feeds", lambda: poll_feeds(factory, settings)),
+            job("feeds", lambda: after_ingest(poll_feeds(factory, settings))),
             "interval",
             seconds=FEEDS_EVERY,
             id="feeds",
             next_run_time=clock(),
         )
+    # The first planning waits for the first inbox scan, so a dump dropped in before
+    # a start is in the first digests rather than the next day's.
     sched.add_job(
-        job("plan", plan_job), "interval", seconds=PLAN_EVERY, id="plan", next_run_time=clock()
+        job("plan", plan_job),
+        "interval",
+        seconds=PLAN_EVERY,
+        id="plan",
+        next_run_time=clock() + timedelta(seconds=FIRST_PLAN_DELAY),
     )
     sched.add_job(job("prune", prune_job), "cron", hour=3, minute=17, id="prune")
     if worker:

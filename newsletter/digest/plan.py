@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -27,9 +27,6 @@ from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
 from newsletter.papers.models import Paper
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.query import CompiledProfile, compile_profile
-
-# Marks a row that re-plans a period skipped earlier (an UPDATE, not an INSERT).
-REPLAN = "_replan"
 
 # Rows per INSERT statement: large enough to amortise round trips, small enough to
 # stay under SQLite's bound-parameter limit with ~12 columns per row.
@@ -157,38 +154,15 @@ def plan(
         send_empty=send_empty,
         only=only,
     )
-    fresh = [r for r in rows if not r.pop(REPLAN)]
-    inserted = _insert_ignoring_duplicates(session, fresh)
-    for row in fresh:
+    inserted = _insert_ignoring_duplicates(session, rows)
+    for row in rows:
         if row["subscriber_id"] not in inserted:
             summary.already += 1  # a parallel planner planned this period first
         elif row["skip_reason"]:
             summary.skip(row["skip_reason"])
         else:
             summary.planned += 1
-    worth = [r for r in rows if r not in fresh and not r["skip_reason"]]
-    summary.already += len(rows) - len(fresh) - len(worth)
-    summary.planned += _replan_skipped(session, worth)
     return summary
-
-
-def _replan_skipped(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Turn skipped rows that now have papers into planned ones; a row another
-    planner changed meanwhile (no longer skipped) is left alone."""
-    done = 0
-    for row in rows:
-        result = session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscriber_id == row["subscriber_id"],
-                Delivery.period == row["period"],
-                Delivery.status == "skipped",
-            )
-            .values({k: v for k, v in row.items() if k not in ("subscriber_id", "period")})
-            .execution_options(synchronize_session=False)
-        )
-        done += int(getattr(result, "rowcount", 0) or 0)
-    return done
 
 
 def plan_rows(
@@ -230,14 +204,13 @@ def plan_rows(
     if not periods:
         return [], summary
 
-    existing = {
-        (sid, period): (status, window_start)
-        for sid, period, status, window_start in session.execute(
-            select(
-                Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.window_start
-            ).where(Delivery.period.in_(set(periods.values())))
-        )
-    }
+    existing = set(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.period).where(
+                Delivery.period.in_(set(periods.values()))
+            )
+        ).all()
+    )
     last_end = dict(
         session.execute(
             select(Delivery.subscriber_id, func.max(Delivery.window_end)).group_by(
@@ -248,24 +221,17 @@ def plan_rows(
     ingest_times = sorted(session.scalars(select(Paper.first_seen_at).distinct()).all())
 
     todo: list[tuple[Subscriber, str, datetime, CompiledProfile | None]] = []
-    replan: set[int] = set()
     for sub in subscribers:
         period = periods.get(sub.id)
         if period is None:
             continue
-        status, skipped_start = existing.get((sub.id, period), (None, None))
-        start = last_end.get(sub.id)
-        if status == "skipped" and not include_planned:
-            # Nothing was sent for this period yet: papers that arrived since the
-            # skip may still make it worth an email, over the same window.
-            replan.add(sub.id)
-            start = skipped_start
-        elif status is not None and not include_planned:
+        if (sub.id, period) in existing and not include_planned:
             summary.already += 1
             continue
-        start = start or _first_window_start(sub, ingest_times)
-        if start.tzinfo is None:  # an aggregate can come back without its type's zone
+        start = last_end.get(sub.id)
+        if start is not None and start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
+        start = start or _first_window_start(sub, ingest_times)
         try:
             compiled: CompiledProfile | None = compile_profile(sub.profile)
         except QueryError:
@@ -308,7 +274,6 @@ def plan_rows(
                 "next_attempt_at": now,
                 "skip_reason": reason,
                 "web_token": None if reason else secrets.token_urlsafe(16),
-                REPLAN: sub.id in replan,
             }
         )
     return rows, summary

@@ -98,6 +98,7 @@ def build_scheduler(
         "interval",
         seconds=INBOX_EVERY,
         id="inbox",
+        name="inbox",
         next_run_time=clock(),
     )
     if settings.feeds:
@@ -106,6 +107,7 @@ def build_scheduler(
             "interval",
             seconds=FEEDS_EVERY,
             id="feeds",
+            name="feeds",
             next_run_time=clock(),
         )
     # The first planning waits for the first inbox scan, so a dump dropped in before
@@ -115,15 +117,17 @@ def build_scheduler(
         "interval",
         seconds=PLAN_EVERY,
         id="plan",
+        name="plan",
         next_run_time=clock() + timedelta(seconds=FIRST_PLAN_DELAY),
     )
-    sched.add_job(job("prune", prune_job), "cron", hour=3, minute=17, id="prune")
+    sched.add_job(job("prune", prune_job), "cron", hour=3, minute=17, id="prune", name="prune")
     if worker:
         sched.add_job(
             job("deliver", lambda: run_worker_once(factory, settings, stop, clock)),
             "interval",
             seconds=DELIVER_EVERY,
             id="deliver",
+            name="deliver",
             next_run_time=clock(),
         )
     return sched

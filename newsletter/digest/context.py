@@ -54,8 +54,12 @@ ELLIPSIS = "…"
 # C0 and C1 controls (tab, LF and CR are whitespace and are collapsed instead) become
 # a space; bidi embeddings/overrides/isolates and the BOM are dropped, because a title
 # could otherwise reorder the text around it (a spoofing trick, CVE-2021-42574 style).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_INVISIBLE_CHARS = "\u202a-\u202e\u2066-\u2069\ufeff"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DIRTY = re.compile(f"[{_CONTROL_CHARS}{_INVISIBLE_CHARS}\ud800-\udfff]")
 _WS = re.compile(r"\s+")
 # arXiv identifiers without version, new style (2401.01234) and old (hep-th/9901001);
 # anything else is not turned into an arXiv link.
@@ -116,12 +120,14 @@ def build_digest_context(
         {"site_name", "period_label", "recipient": {"email", "profile"},
          "links": {"web", "preferences", "unsubscribe"},
          "papers": [{"rank", "title": [segment], "title_text", "authors",
-                     "excerpt": [segment], "matched": [str], "links": [link],
-                     "url", "arxiv_id", "score"}],
+                     "excerpt": [segment], "excerpt_cut_start", "excerpt_cut_end",
+                     "matched": [str], "links": [link], "url", "arxiv_id", "score"}],
          "total", "more"}
 
     where a segment is ``{"text": str, "hit": bool}`` (hits are highlighted) and a
     link is ``{"label", "url", "primary": bool}``; ``url`` is the title's link or None.
+    The excerpt is a window of the abstract; ``excerpt_cut_start`` / ``_end`` say
+    whether text was left out before / after it (each template draws its ellipsis).
     """
     if max_papers < 0 or more_count < 0:
         raise ValueError("max_papers and more_count must not be negative")
@@ -175,10 +181,14 @@ def clean_text(text: str) -> str:
 def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
     # A title is shown from its start (cut at a word if absurdly long); the excerpt
     # is the window of the abstract around its first match.
-    title = _segments(paper.title, paper.title_spans, 0, _window(paper.title, (), TITLE_CHARS)[1])
+    title_end = _window(paper.title, (), TITLE_CHARS)[1]
+    title = _segments(paper.title, paper.title_spans, 0, title_end)
+    if title and _clipped(paper.title, 0, title_end)[1]:
+        title.append({"text": " " + ELLIPSIS, "hit": False})
     abstract_spans = _valid_spans(paper.abstract_spans, len(paper.abstract))
     start, end = _window(paper.abstract, abstract_spans, EXCERPT_CHARS)
     excerpt = _segments(paper.abstract, abstract_spans, start, end)
+    cut_start, cut_end = _clipped(paper.abstract, start, end) if excerpt else (False, False)
     links = _links(paper.arxiv_id, paper.url)
     return {
         "rank": rank,
@@ -186,6 +196,8 @@ def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
         "title_text": "".join(s["text"] for s in title),
         "authors": _authors(paper.authors),
         "excerpt": excerpt,
+        "excerpt_cut_start": cut_start,
+        "excerpt_cut_end": cut_end,
         "matched": _terms(paper.matched),
         "links": links,
         "url": links[0]["url"] if links else None,
@@ -250,9 +262,9 @@ def _last_ws(text: str, lo: int, hi: int) -> int | None:
 def _segments(
     text: str, spans: Sequence[tuple[int, int]], start: int, end: int
 ) -> list[dict[str, Any]]:
-    """``text[start:end]`` cut into plain and hit segments, each cleaned, with an
-    ellipsis where the window cuts the text. Offsets refer to the raw text, so the
-    window and the spans are applied before any cleaning changes lengths."""
+    """``text[start:end]`` cut into plain and hit segments, each cleaned. Offsets
+    refer to the raw text, so the window and the spans are applied before any
+    cleaning changes lengths."""
     raw: list[tuple[str, bool]] = []
     pos = start
     for s, e in _valid_spans(spans, len(text)):
@@ -265,10 +277,6 @@ def _segments(
         pos = e
     if pos < end:
         raw.append((text[pos:end], False))
-    if start > 0:
-        raw.insert(0, (ELLIPSIS + " ", False))
-    if end < len(text) and text[end:].strip():
-        raw.append((" " + ELLIPSIS, False))
 
     out: list[dict[str, Any]] = []
     for piece, hit in raw:
@@ -285,6 +293,11 @@ def _segments(
         out[0]["text"] = out[0]["text"].lstrip(" ")
         out[-1]["text"] = out[-1]["text"].rstrip(" ")
     return [s for s in out if s["text"]]
+
+
+def _clipped(text: str, start: int, end: int) -> tuple[bool, bool]:
+    """Whether the window ``[start, end)`` leaves out text before / after it."""
+    return bool(text[:start].strip()), bool(text[end:].strip())
 
 
 def _authors(authors: Sequence[str]) -> str:
@@ -348,9 +361,9 @@ def _require_url(url: str, what: str) -> str:
 
 
 def _scrub(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from a bad decode: not encodable
+    if not _DIRTY.search(text):  # the usual case: one scan, no copies
+        return text
+    if _SURROGATE.search(text):  # lone surrogates from a bad decode: not encodable
         text = text.encode("utf-8", "replace").decode("utf-8")
     return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
 

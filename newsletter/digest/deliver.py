@@ -65,6 +65,14 @@ class DeliverSummary:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "retried": self.retried,
+            "skipped": self.skipped,
+        }
+
     def add(self, other: DeliverSummary) -> None:
         self.sent += other.sent
         self.failed += other.failed
@@ -332,7 +340,13 @@ def deliver_due(
     with transport:
         while not should_stop():
             batch = deliver_batch(
-                factory, settings, transport, now=now, limit=batch_size, pace=pace
+                factory,
+                settings,
+                transport,
+                now=now,
+                limit=batch_size,
+                pace=pace,
+                should_stop=should_stop,
             )
             if batch is None:
                 break

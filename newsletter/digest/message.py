@@ -6,9 +6,9 @@
         text/plain; charset="utf-8"
         text/html; charset="utf-8"
 
-(bodies as they are, 7bit or 8bit, when every line fits SMTP's 998 octets, else
-quoted-printable for text and base64 for HTML) and From, To, Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the
-email carries an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
+(text as it is when ASCII, else quoted-printable; HTML in base64) and From, To,
+Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the email carries
+an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058).
 
 The stdlib's header machinery parses every value it is given and re-folds it on
@@ -95,8 +95,7 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 
 class _WirePayload(str):
-    """A body this module transfer-encoded: ASCII, or 8-bit bytes as the email package
-    stores them (surrogate-escaped); every line ends in CRLF."""
+    """A body this module transfer-encoded: ASCII, every line ending in CRLF."""
 
     __slots__ = ()
 
@@ -189,9 +188,10 @@ def build_message(
         msg[name] = _unstructured(name, value)
     msg["MIME-Version"] = _Encoded("1.0")
 
-    boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
-    # "=_" cannot occur in quoted-printable or base64 text, so the boundary is safe
-    # without scanning the bodies for it.
+    # "=_" occurs in no body (_text_part sends text holding it as quoted-printable,
+    # where "=" is "=3D"; base64 has no "_"), so no body can contain the boundary —
+    # not even a line crafted to end the text part early.
+    boundary = _BOUNDARY_MARK + hashlib.sha256(message_id.encode()).hexdigest()[:32]
     msg["Content-Type"] = _Encoded(f'multipart/alternative;\r\n boundary="{boundary}"')
     msg.set_payload([_text_part(rendered.text, "plain"), _text_part(rendered.html, "html")])
     return msg
@@ -347,32 +347,40 @@ def _aware(date: datetime) -> datetime:
 
 # ----------------------------------------------------------------------------- bodies
 
+_BOUNDARY_MARK: Final = "=_"
 _CT_PLAIN: Final = _Encoded('text/plain; charset="utf-8"')
 _CT_HTML: Final = _Encoded('text/html; charset="utf-8"')
 
 
 def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
     """A leaf part whose payload is already transfer-encoded, in canonical form:
-    CRLF line ends (RFC 2046 §4.1.1), as the stdlib's set_content writes text."""
+    CRLF line ends (RFC 2046 §4.1.1), as the stdlib's set_content writes text.
+
+    Text goes out as it is (7bit) when it is ASCII with lines within SMTP's 998
+    octets and without the boundary mark "=_" — the templates' own words are ASCII,
+    so that is the usual case — and as quoted-printable otherwise, the stdlib's
+    choice for mostly-ASCII text.
+    HTML is always base64: its lines can be long, nobody reads it raw, and binascii
+    encodes it in C faster than any other valid choice (8bit costs more, because the
+    email package keeps 8-bit bodies as surrogate-escaped text).
+    """
     part = EmailMessage(policy=MESSAGE_POLICY)
     part["Content-Type"] = _CT_PLAIN if subtype == "plain" else _CT_HTML
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    data = text.replace("\n", "\r\n").encode("utf-8")
-    if max(map(len, data.split(b"\r\n"))) <= _HARD_LIMIT:
-        # Lines within SMTP's limit need no encoding: 7bit if ASCII, else 8bit — the
-        # stdlib's choice too under the SMTP policy. Every MTA today speaks 8BITMIME;
-        # the transport re-encodes for one that does not (send.wire_bytes(seven_bit)).
-        cte = "7bit" if data.isascii() else "8bit"
-        payload = data.decode("ascii", "surrogateescape")  # how email stores 8-bit bodies
-    elif subtype == "plain":
-        cte = "quoted-printable"  # stays readable in a raw view
+    if subtype == "html":
+        cte, payload = "base64", _base64(text.encode("utf-8").replace(b"\n", b"\r\n"))
+    elif (
+        text.isascii()
+        and _BOUNDARY_MARK not in text
+        and max(map(len, text.split("\n"))) <= _HARD_LIMIT
+    ):
+        cte, payload = "7bit", text.replace("\n", "\r\n")
+    else:
         # Encoded from LF text, then LF → CRLF: binascii only uses CRLF for its soft
         # breaks when it happens to see one in the input.
         encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-        payload = encoded.decode("ascii").replace("\n", "\r\n")
-    else:
-        cte, payload = "base64", _base64(data)
+        cte, payload = "quoted-printable", encoded.decode("ascii").replace("\n", "\r\n")
     part["Content-Transfer-Encoding"] = _Encoded(cte)
     part.set_payload(_WirePayload(payload))
     return part
@@ -421,8 +429,8 @@ def _flatten(part: EmailMessage, linesep: str, out: list[bytes]) -> bool:
                 return False
         out.append(f"\r\n--{boundary}--\r\n".encode())
         return True
-    if type(payload) is _WirePayload:  # ours: CRLF line ends by construction
-        out.append(payload.encode("ascii", "surrogateescape"))
+    if type(payload) is _WirePayload:  # ours: ASCII with CRLF line ends by construction
+        out.append(payload.encode("ascii"))
         return True
     if not isinstance(payload, str) or not payload.isascii():
         return False

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -27,6 +27,9 @@ from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
 from newsletter.papers.models import Paper
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.query import CompiledProfile, compile_profile
+
+# Marks a row that re-plans a period skipped earlier (an UPDATE, not an INSERT).
+REPLAN = "_replan"
 
 # Rows per INSERT statement: large enough to amortise round trips, small enough to
 # stay under SQLite's bound-parameter limit with ~12 columns per row.
@@ -40,6 +43,14 @@ class PlanSummary:
     already: int = 0
     not_due: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "planned": self.planned,
+            "skipped": self.skipped,
+            "already": self.already,
+            "not_due": self.not_due,
+        }
 
     def skip(self, reason: str) -> None:
         self.skipped += 1
@@ -154,15 +165,38 @@ def plan(
         send_empty=send_empty,
         only=only,
     )
-    inserted = _insert_ignoring_duplicates(session, rows)
-    for row in rows:
+    fresh = [r for r in rows if not r.pop(REPLAN)]
+    inserted = _insert_ignoring_duplicates(session, fresh)
+    for row in fresh:
         if row["subscriber_id"] not in inserted:
             summary.already += 1  # a parallel planner planned this period first
         elif row["skip_reason"]:
             summary.skip(row["skip_reason"])
         else:
             summary.planned += 1
+    worth = [r for r in rows if r not in fresh and not r["skip_reason"]]
+    summary.already += len(rows) - len(fresh) - len(worth)
+    summary.planned += _replan_skipped(session, worth)
     return summary
+
+
+def _replan_skipped(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Turn skipped rows that now have papers into planned ones; a row another
+    planner changed meanwhile (no longer skipped) is left alone."""
+    done = 0
+    for row in rows:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id == row["subscriber_id"],
+                Delivery.period == row["period"],
+                Delivery.status == "skipped",
+            )
+            .values({k: v for k, v in row.items() if k not in ("subscriber_id", "period")})
+            .execution_options(synchronize_session=False)
+        )
+        done += int(getattr(result, "rowcount", 0) or 0)
+    return done
 
 
 def plan_rows(
@@ -204,13 +238,14 @@ def plan_rows(
     if not periods:
         return [], summary
 
-    existing = set(
-        session.execute(
-            select(Delivery.subscriber_id, Delivery.period).where(
-                Delivery.period.in_(set(periods.values()))
-            )
-        ).all()
-    )
+    existing = {
+        (sid, period): (status, window_start)
+        for sid, period, status, window_start in session.execute(
+            select(
+                Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.window_start
+            ).where(Delivery.period.in_(set(periods.values())))
+        )
+    }
     last_end = dict(
         session.execute(
             select(Delivery.subscriber_id, func.max(Delivery.window_end)).group_by(
@@ -219,19 +254,33 @@ def plan_rows(
         ).all()
     )
     ingest_times = sorted(session.scalars(select(Paper.first_seen_at).distinct()).all())
+    ever_mailed = set(
+        session.scalars(
+            select(Delivery.subscriber_id).distinct().where(Delivery.status != "skipped")
+        )
+    )
 
     todo: list[tuple[Subscriber, str, datetime, CompiledProfile | None]] = []
+    replan: set[int] = set()
     for sub in subscribers:
         period = periods.get(sub.id)
         if period is None:
             continue
-        if (sub.id, period) in existing and not include_planned:
+        status, skipped_start = existing.get((sub.id, period), (None, None))
+        start = last_end.get(sub.id)
+        if status == "skipped" and sub.id not in ever_mailed and not include_planned:
+            # A newcomer whose first period found nothing yet (they subscribed before
+            # today's papers came in): plan again when papers arrive, so their first
+            # digest does not wait a day. Later periods stay at the subscriber's hour:
+            # re-planning those would drift every digest to the papers' arrival time.
+            replan.add(sub.id)
+            start = skipped_start
+        elif status is not None and not include_planned:
             summary.already += 1
             continue
-        start = last_end.get(sub.id)
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
         start = start or _first_window_start(sub, ingest_times)
+        if start.tzinfo is None:  # an aggregate can come back without its type's zone
+            start = start.replace(tzinfo=UTC)
         try:
             compiled: CompiledProfile | None = compile_profile(sub.profile)
         except QueryError:
@@ -274,6 +323,7 @@ def plan_rows(
                 "next_attempt_at": now,
                 "skip_reason": reason,
                 "web_token": None if reason else secrets.token_urlsafe(16),
+                REPLAN: sub.id in replan,
             }
         )
     return rows, summary

@@ -180,18 +180,17 @@ def _render_fitting(
         return rendered
     # Too big: find the most papers that fit. Sizes grow with the paper count, so a
     # binary search needs ~log2(20) extra renders, and only for oversized digests.
-    fits, lo, hi = 0, 0, len(papers) - 1
+    lo, hi = 0, len(papers) - 1
     best: Rendered | None = None
     while lo <= hi:
         mid = (lo + hi) // 2
         candidate = _render_once(templates, _keep_papers(context, mid), postprocess)
         if len(candidate.html.encode()) <= max_html_bytes:
-            fits, best, lo = mid, candidate, mid + 1
+            best, lo = candidate, mid + 1
         else:
             hi = mid - 1
-    if best is None:  # not even the frame fits: send the frame, the link says the rest
-        best = _render_once(templates, _keep_papers(context, fits), postprocess)
-    return best
+    # If not even the frame fits, it goes anyway: its link leads to every paper.
+    return best or _render_once(templates, _keep_papers(context, 0), postprocess)
 
 
 def _keep_papers(context: Mapping[str, Any], count: int) -> dict[str, Any]:
@@ -271,6 +270,8 @@ def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None
     head = indent if first is None else first
     if not text:
         return head.rstrip()
+    if len(head) + len(text) <= width:  # most authors, terms and titles: one line
+        return head + text
     # One regex pass does the greedy fill in C: the longest run of at most ``room``
     # characters that ends before a space, else one overlong word.
     room = max(width - len(indent), 1)
@@ -442,17 +443,11 @@ class _StyleInliner:
             raise TemplateError(
                 f"{template}: <{tag}> sets {sorted(clash)} both in CSS and in markup"
             )
-        attributes = [f'{name}="{_attribute(value, template)}"' for name, value in attrs.items()]
+        attributes = [f' {name}="{_attribute(value, template)}"' for name, value in attrs.items()]
         # Dynamic attributes keep their source text: jinja2 fills and escapes them.
-        attributes += [f'{name}="{value}"' for name, value in dynamic]
+        attributes += [f' {name}="{value}"' for name, value in dynamic]
         end = " />" if match.group("slash") else ">"
-        if not attributes:
-            return f"<{tag}{end}"
-        # A line break before the attributes is insignificant in HTML, and keeps every
-        # line of the email far below SMTP's 998 octets (a paragraph with many
-        # highlighted terms would otherwise be one long line), so bodies can go out
-        # unencoded.
-        return f"<{tag}\n" + " ".join(attributes) + end
+        return f"<{tag}{''.join(attributes)}{end}"
 
     def _premailer_attributes(
         self, keys: list[_TagKey]

@@ -91,19 +91,33 @@ def register(
     """Add every route, the CSRF guard and the error pages to ``app``."""
     lim = limits or RateLimits()
 
-    def limited(view: View, *rules: tuple[str, Callable[[], str] | None]) -> View:
+    def limited(view: View, *rules: tuple[str, Callable[[], str] | None, str | None]) -> View:
+        """``view`` under each (limit, key function, shared scope) rule, POSTs only.
+        A scope makes endpoints share one counter: the form and the API subscribe."""
         if limiter is None:
             return view
-        for limit, key_func in rules:
-            view = cast(View, limiter.limit(limit, key_func=key_func, methods=["POST"])(view))
+        for limit, key_func, scope in rules:
+            if scope is None:
+                rule = limiter.limit(limit, key_func=key_func, methods=["POST"])
+            else:
+                rule = limiter.shared_limit(limit, scope, key_func=key_func, methods=["POST"])
+            view = cast(View, rule(view))
         return view
 
     per_ip = None  # the limiter's default key: the client address
-    subscribe_rules = ((lim.subscribe_per_ip, per_ip), (lim.subscribe_per_address, _address_key))
+    subscribe_rules = (
+        (lim.subscribe_per_ip, per_ip, "subscribe-ip"),
+        (lim.subscribe_per_address, _address_key, "subscribe-address"),
+    )
     add = app.add_url_rule
     add("/", "subscribe_form", subscribe_form, methods=["GET"])
     add("/", "subscribe", limited(subscribe, *subscribe_rules), methods=["POST"])
-    add("/preview", "preview", limited(preview, (lim.preview_per_ip, per_ip)), methods=["POST"])
+    add(
+        "/preview",
+        "preview",
+        limited(preview, (lim.preview_per_ip, per_ip, None)),
+        methods=["POST"],
+    )
     add("/confirm/<token>", "confirm_page", confirm_page, methods=["GET"])
     add("/confirm/<token>", "confirm", confirm, methods=["POST"])
     add("/u/<token>", "unsubscribe_page", unsubscribe_page, methods=["GET"])
@@ -124,13 +138,13 @@ def register(
     add(
         "/api/profile/check",
         "api_check",
-        limited(api_check, (lim.check_per_ip, per_ip)),
+        limited(api_check, (lim.check_per_ip, per_ip, None)),
         methods=["POST"],
     )
     add(
         "/api/profile/preview",
         "api_preview",
-        limited(api_preview, (lim.preview_per_ip, per_ip)),
+        limited(api_preview, (lim.preview_per_ip, per_ip, None)),
         methods=["POST"],
     )
 

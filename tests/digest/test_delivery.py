@@ -304,3 +304,37 @@ def test_due_period_local_hour_and_dst() -> None:
     assert due_period(weekly, datetime(2026, 7, 28, 23, 0, tzinfo=UTC)) is None  # Tue
     assert due_period(weekly, datetime(2026, 7, 29, 13, 0, tzinfo=UTC)) == "W2026-W31"
     assert period_of("weekly", date(2026, 1, 1)) == "W2026-W01"
+
+
+def test_newcomer_first_period_is_replanned_when_papers_arrive(
+    factory: sessionmaker[Session],
+) -> None:
+    with session_scope(factory) as s:
+        factories.subscriber(s, "early@example.org", "diffusion", now=T0 - timedelta(days=1))
+        first = plan(s, now=T0 - timedelta(hours=1), day=date(2026, 7, 30))
+    assert (first.planned, first.skipped) == (0, 1)
+    with session_scope(factory) as s:
+        ingest_bytes(s, DUMP_000, source="000", now=T0)
+        second = plan(s, now=T0 + timedelta(hours=1), day=date(2026, 7, 30))
+    assert (second.planned, second.skipped) == (1, 0)
+    with session_scope(factory) as s:
+        row = s.scalars(select(Delivery)).one()
+        assert row.status == "planned" and row.items and row.window_start <= T0
+        row.status = "sent"
+        third = plan(s, now=T0 + timedelta(hours=2), day=date(2026, 7, 30))
+    assert (third.planned, third.already) == (0, 1)
+
+
+def test_later_skipped_periods_stay_skipped(factory: sessionmaker[Session]) -> None:
+    """Once a subscriber has had a digest, a period that found nothing at their hour is
+    not re-planned when papers arrive later: they go into the next digest, on time."""
+    with session_scope(factory) as s:
+        factories.subscriber(s, "old@example.org", "diffusion", now=T0 - timedelta(days=2))
+        ingest_bytes(s, DUMP_000, source="000", now=T0 - timedelta(days=1, hours=2))
+        assert plan(s, now=T0 - timedelta(days=1), day=date(2026, 7, 29)).planned == 1
+        assert plan(s, now=T0 - timedelta(hours=1), day=date(2026, 7, 30)).skipped == 1
+        ingest_bytes(s, DUMP_001, source="001", now=T0)
+        again = plan(s, now=T0 + timedelta(hours=1), day=date(2026, 7, 30))
+        assert (again.planned, again.already) == (0, 1)
+        nxt = plan(s, now=T0 + timedelta(days=1), day=date(2026, 7, 31))
+        assert nxt.planned == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -250,10 +251,11 @@ def test_long_unsubscribe_url_stays_one_token() -> None:
 @pytest.mark.parametrize(
     ("text", "html", "encodings"),
     [
-        ("plain words\n", "<p>h</p>", ("7bit", "7bit")),
-        ("Schrödinger\n", "<p>Schrödinger…</p>", ("8bit", "8bit")),
+        ("plain words\n", "<p>h</p>", ("7bit", "base64")),
+        ("Schrödinger\n", "<p>Schrödinger…</p>", ("quoted-printable", "base64")),
         ("x" * 999 + "\n", "<p>" + "y" * 999 + "</p>", ("quoted-printable", "base64")),
-        ("é" * 600, "é" * 600, ("quoted-printable", "base64")),  # 1200 octets
+        ("x" * 998, "", ("7bit", "base64")),
+        ("a line\n--=_0123 could end a part\n", "<p>--=_0123</p>", ("quoted-printable", "base64")),
     ],
 )
 def test_transfer_encodings(text: str, html: str, encodings: tuple[str, str]) -> None:
@@ -292,6 +294,15 @@ def test_any_bodies_round_trip(text: str, html: str) -> None:
     canonical = "\r\n".join(re.split(r"\r\n|\r|\n", text))
     assert plain.get_content().replace("\r\n", "\n") == canonical.replace("\r\n", "\n")
     assert markup.get_content().replace("\r\n", "\n") == re.sub(r"\r\n|\r", "\n", html)
+
+
+def test_a_subscriber_address_cannot_forge_the_boundary() -> None:
+    rendered, _ = _case("digest")
+    boundary = "=_" + hashlib.sha256(MESSAGE_ID.encode()).hexdigest()[:32]
+    forged = Rendered(rendered.subject, f"x\n--{boundary}\nContent-Type: text/html\n\nhi\n", "h")
+    parsed = _parse(message_bytes(_build(forged)))
+    assert len(list(parsed.iter_parts())) == 2
+    assert f"--{boundary}" in next(parsed.iter_parts()).get_content()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

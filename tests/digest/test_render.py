@@ -216,10 +216,10 @@ def test_excerpt_is_centred_on_the_first_match_in_whole_words() -> None:
     abstract = " ".join(words)
     start = abstract.index("w150")
     paper = _paper(abstract=abstract, abstract_spans=((start, start + 4),))
-    excerpt = _digest([paper])["papers"][0]["excerpt"]
-    text = "".join(s["text"] for s in excerpt)
-    assert text.startswith("… ") and text.endswith(" …")
-    inner = text[2:-2]
+    context = _digest([paper])["papers"][0]
+    excerpt = context["excerpt"]
+    assert context["excerpt_cut_start"] and context["excerpt_cut_end"]
+    inner = "".join(s["text"] for s in excerpt)
     assert inner.split() == [w for w in inner.split() if w in words]  # whole words only
     assert len(inner) <= EXCERPT_CHARS
     # the match sits near the middle
@@ -231,10 +231,19 @@ def test_excerpt_is_centred_on_the_first_match_in_whole_words() -> None:
 def test_short_abstract_is_whole_and_no_match_starts_at_the_top() -> None:
     short = _digest([_paper(abstract="Short abstract.")])["papers"][0]
     assert short["excerpt"] == [{"text": "Short abstract.", "hit": False}]
+    assert not short["excerpt_cut_start"] and not short["excerpt_cut_end"]
     long_text = " ".join(["word"] * 200)
-    top = _digest([_paper(abstract=long_text)])["papers"][0]["excerpt"]
-    assert top[0]["text"].startswith("word word") and top[-1]["text"].endswith(" …")
-    assert _digest([_paper(abstract="")])["papers"][0]["excerpt"] == []
+    top = _digest([_paper(abstract=long_text)])["papers"][0]
+    assert top["excerpt"][0]["text"].startswith("word word")
+    assert not top["excerpt_cut_start"] and top["excerpt_cut_end"]
+    empty = _digest([_paper(abstract="")])["papers"][0]
+    assert empty["excerpt"] == [] and not empty["excerpt_cut_end"]
+
+
+def test_overlong_title_is_cut_at_a_word() -> None:
+    title = " ".join(["Word"] * 100)
+    paper = _digest([_paper(title=title)])["papers"][0]
+    assert paper["title_text"].endswith("Word …") and len(paper["title_text"]) <= 302
 
 
 @pytest.mark.parametrize(
@@ -495,8 +504,8 @@ def test_inliner_keeps_jinja_and_comments_and_inlines_the_rest() -> None:
     out = inliner.inline(source, "t.html")
     assert out == (
         '{# <td class="x"> #}<!--[if mso]><td class="x"><![endif]-->'
-        '<td\ntitle="a &amp; b" style="padding:0; color:red; width:10px" width="10">{{ "<td>" }}'
-        '<a\nstyle="color:red; width:10px" width="10" href="{{ u }}">{% if a < b %}</a>{% endif %}'
+        '<td title="a &amp; b" style="padding:0; color:red; width:10px" width="10">{{ "<td>" }}'
+        '<a style="color:red; width:10px" width="10" href="{{ u }}">{% if a < b %}</a>{% endif %}'
     )
 
 
@@ -532,7 +541,7 @@ def test_text_part_reads_well_in_a_terminal() -> None:
     assert "*Gaussian* *Splatting*" in rendered.text  # hits are starred
     assert "    Abstract  https://arxiv.org/abs/" in rendered.text
     assert f"Unsubscribe      {RECIPIENT.unsubscribe_url}" in lines
-    assert "And 3 more papers matched" in rendered.text
+    assert "3 more papers matched your profile. See all 23 on the web:" in rendered.text
     assert "\n\n\n\n" not in rendered.text
 
 
@@ -596,8 +605,8 @@ def test_html_stays_under_the_budget_and_says_how_many_more() -> None:
     shown = rendered.html.count("https://example.org/aaaa") // 2  # title link + button
     assert 0 < shown < 20
     more = 20 - shown
-    assert f"And {more} more papers matched" in rendered.html
-    assert f"And {more} more papers matched" in rendered.text
+    assert f"{more} more papers matched your profile" in rendered.html
+    assert f"{more} more papers matched your profile" in rendered.text
     assert WEB_URL in rendered.html and RECIPIENT.unsubscribe_url in rendered.html
 
 
@@ -607,6 +616,15 @@ def test_a_smaller_budget_trims_more() -> None:
     small = render_email("digest", context, max_html_bytes=20_000)
     assert len(full.html.encode()) > 20_000 >= len(small.html.encode())
     assert "See all 23 on the web" in small.html
+
+
+def test_a_budget_too_small_for_any_paper_still_links_to_all() -> None:
+    rendered = render_email("digest", _digest(sample_papers()[:3]), max_html_bytes=1_000)
+    assert "arxiv.org/abs" not in rendered.html
+    assert "3 more papers matched your profile" in rendered.html
+    assert "Nothing new matched" not in rendered.html + rendered.text
+    assert rendered.subject == "3 new papers"
+    assert WEB_URL in rendered.text
 
 
 def test_typical_full_digest_is_well_under_the_budget() -> None:

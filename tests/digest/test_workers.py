@@ -32,9 +32,7 @@ DUMP_000 = (SAMPLES / "000_9c40651dd6d15728.txt").read_bytes()
 LEASE_SECONDS = 2.0
 
 
-def _settings(
-    tmp_path: Path, db_url: str, mail_url: str, lease: float = LEASE_SECONDS
-) -> Settings:
+def _settings(tmp_path: Path, db_url: str, mail_url: str, lease: float = LEASE_SECONDS) -> Settings:
     return Settings(
         var_dir=tmp_path,
         database_url=db_url,

@@ -12,19 +12,23 @@ rather than never (random strings) or always (stop words).
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import Row, format_table, peak_rss_mb, stopwatch
 from newsletter.matching.match import MatchPaper, PaperIndex, match_many
+from newsletter.papers.parse_dump import parse_dump
 from newsletter.subscribers.query import clear_caches, compile_profile
 from newsletter.text import fold, stem, tokens
 
 SAMPLES = Path(__file__).resolve().parents[1] / "newsletter" / "samples"
 SEED = 20240730
+FILE_TIME = datetime(2026, 7, 30, tzinfo=UTC)
 #: A word in more than this share of the papers is too common to be a topic.
 TOPIC_MAX_SHARE = 0.03
 
@@ -32,48 +36,23 @@ FULL = {"profiles": 100_000, "papers": 500, "naive_profiles": 200}
 QUICK = {"profiles": 2_000, "papers": 100, "naive_profiles": 20}
 
 # Words too common to be anyone's topic; the profiles avoid them as users would.
-_STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is", "it", "its", "of", "on", "or", "our", "than", "that", "the", "their", "this", "to", "we", "with", "via", "using", "towards", "toward", "without", "when", "what", "which", "while", "can", "not", "do", "does", "new", "based", "learning", "model", "models"]
-)
-_CHROME = frozenset(
-    {
-        "new",
-        "get trending papers in your email inbox!",
-        "subscribe",
-        "daily papers",
-        "by ak and the research community",
-        "byak and the research community",
-    }
-)
-_DATE_LINE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}$")
+# fmt: off
+_STOP = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is",
+    "it", "its", "of", "on", "or", "our", "than", "that", "the", "their", "this", "to", "we",
+    "with", "via", "using", "towards", "toward", "without", "when", "what", "which", "while",
+    "can", "not", "do", "does", "new", "based", "learning", "model", "models",
+))
+# fmt: on
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]")
-
-
-def _split_dump(text: str) -> list[tuple[str, str]]:
-    """Title/abstract pairs of a well-formed sample dump.
-
-    A stand-in for ``newsletter.papers.parse_dump`` (being written alongside), enough
-    for the clean sample files; used only when the real parser is not importable.
-    """
-    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    while paras and (paras[0].lower() in _CHROME or _DATE_LINE.match(paras[0])):
-        paras.pop(0)
-    return [(paras[i], paras[i + 1]) for i in range(0, len(paras) - 1, 2)]
 
 
 def sample_pairs() -> list[tuple[str, str]]:
     """(title, abstract) of every paper in the sample dumps."""
     pairs: list[tuple[str, str]] = []
     for path in sorted(SAMPLES.glob("*.txt")):
-        try:
-            from datetime import UTC, datetime
-
-            from newsletter.papers.parse_dump import parse_dump
-
-            result = parse_dump(path.read_bytes(), file_time=datetime.now(UTC))
-            pairs += [(r.title, r.abstract) for r in result.records]
-        except ImportError:
-            pairs += _split_dump(path.read_text(encoding="utf-8"))
+        result = parse_dump(path.read_bytes(), file_time=FILE_TIME)
+        pairs += [(r.title, r.abstract) for r in result.records]
     return pairs
 
 
@@ -103,9 +82,7 @@ def make_profiles(n: int, papers: list[MatchPaper], rnd: random.Random) -> list[
     Exclusions are abstract words sharing no stem with any topic word, so no
     generated profile contradicts itself.
     """
-    df = Counter(
-        t for p in papers for t in {tok.term for tok in tokens(f"{p.title} {p.abstract}")}
-    )
+    df = Counter(t for p in papers for t in {tok.term for tok in tokens(f"{p.title} {p.abstract}")})
     limit = len(papers) * TOPIC_MAX_SHARE
 
     def topical(w: str) -> bool:
@@ -117,7 +94,7 @@ def make_profiles(n: int, papers: list[MatchPaper], rnd: random.Random) -> list[
     for p in papers:
         words = [w for w in _WORD.findall(p.title) if len(w) > 3]
         title_words += [w for w in words if topical(w)]
-        for a, b in zip(words, words[1:], strict=False):
+        for a, b in itertools.pairwise(words):
             if f"{a} {b}" in p.title and (topical(a) or topical(b)):
                 phrases.append(f"{a} {b}")
     topic = sorted(set(title_words))
@@ -192,7 +169,7 @@ def naive_match(profiles: list[str], papers: list[MatchPaper]) -> int:
         for raw in profile.split(","):
             terms = []
             for m in _NAIVE_TERM.finditer(raw):
-                neg, field, text, phrase, star = m.groups()
+                neg, field, text, phrase, _star = m.groups()
                 body = phrase if phrase is not None else text
                 parts = [w[:-1] if len(w) > 4 else w for w in _WORD.findall(fold(body))]
                 if not parts or body in ("OR", "AND"):
@@ -205,7 +182,9 @@ def naive_match(profiles: list[str], papers: list[MatchPaper]) -> int:
             for terms in clauses:
                 ok = bool(terms)
                 for neg, field, rx in terms:
-                    texts = (title,) if field == "ti" else (abstract,) if field else (title, abstract)
+                    texts = (
+                        (title,) if field == "ti" else (abstract,) if field else (title, abstract)
+                    )
                     if any(rx.search(t) for t in texts) == neg:
                         ok = False
                         break

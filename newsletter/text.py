@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import Stemmer
 
@@ -52,6 +52,10 @@ _INVISIBLE = frozenset("\u00ad\u200c\u200d\u2060\ufeff")
 #: The stem cache is bounded because ingest feeds it arbitrary text; English vocabulary
 #: fits comfortably, and clearing now and then costs one re-stem per word.
 _STEM_CACHE_MAX = 200_000
+
+#: Folding a character's fold again changes it for a handful of characters, once;
+#: the bound only guards against a cycle.
+_REFOLD_LIMIT: Final = 4
 
 _stem_cache: dict[str, str] = {}
 _char_cache: dict[str, str] = {}
@@ -96,9 +100,16 @@ def stem(word: str) -> str:
 
 
 def _fold_char(ch: str) -> str:
+    """``fold(ch)``, refolded until stable, so folding a token's word again gives
+    the same word (casefolding can produce characters that fold further)."""
     found = _char_cache.get(ch)
     if found is None:
         found = "" if ch in _INVISIBLE else fold(ch)
+        for _ in range(_REFOLD_LIMIT):
+            again = "".join("" if c in _INVISIBLE else fold(c) for c in found)
+            if again == found:
+                break
+            found = again
         if len(_char_cache) < _STEM_CACHE_MAX:
             _char_cache[ch] = found
     return found

@@ -192,6 +192,7 @@ def shoot(base: str, tokens: dict[str, Any], out: Path, chromium: str) -> list[P
             page.select_option("#hour", "8")
             page.click("button:has-text('Save changes')")
             page.wait_for_selector(".notice.success")
+            page.wait_for_selector("#preview .matches li")
             snap("preferences-saved")
 
             page.goto(f"{base}/u/{mine['leave']}")

@@ -61,6 +61,9 @@ _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DIRTY = re.compile(f"[{_CONTROL_CHARS}{_INVISIBLE_CHARS}\ud800-\udfff]")
 _WS = re.compile(r"\s+")
+# Whitespace that is not a single space: what collapsing has to touch (matching every
+# space instead would copy every segment).
+_ODD_WS = re.compile(r"\s{2,}|[^\S ]")
 # arXiv identifiers without version, new style (2401.01234) and old (hep-th/9901001);
 # anything else is not turned into an arXiv link.
 _ARXIV_ID = re.compile(r"(?:\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?")
@@ -182,7 +185,8 @@ def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
     # A title is shown from its start (cut at a word if absurdly long); the excerpt
     # is the window of the abstract around its first match.
     title_end = _window(paper.title, (), TITLE_CHARS)[1]
-    title = _segments(paper.title, paper.title_spans, 0, title_end)
+    title_spans = _valid_spans(paper.title_spans, len(paper.title))
+    title = _segments(paper.title, title_spans, 0, title_end)
     if title and _clipped(paper.title, 0, title_end)[1]:
         title.append({"text": " " + ELLIPSIS, "hit": False})
     abstract_spans = _valid_spans(paper.abstract_spans, len(paper.abstract))
@@ -262,12 +266,12 @@ def _last_ws(text: str, lo: int, hi: int) -> int | None:
 def _segments(
     text: str, spans: Sequence[tuple[int, int]], start: int, end: int
 ) -> list[dict[str, Any]]:
-    """``text[start:end]`` cut into plain and hit segments, each cleaned. Offsets
-    refer to the raw text, so the window and the spans are applied before any
-    cleaning changes lengths."""
+    """``text[start:end]`` cut into plain and hit segments, each cleaned. ``spans``
+    are valid (see :func:`_valid_spans`) offsets into the raw text, so the window and
+    the spans are applied before any cleaning changes lengths."""
     raw: list[tuple[str, bool]] = []
     pos = start
-    for s, e in _valid_spans(spans, len(text)):
+    for s, e in spans:
         s, e = max(s, start), min(e, end)
         if s >= e:
             continue
@@ -280,7 +284,7 @@ def _segments(
 
     out: list[dict[str, Any]] = []
     for piece, hit in raw:
-        cleaned = _WS.sub(" ", _scrub(piece))
+        cleaned = _ODD_WS.sub(" ", _scrub(piece))
         if out and out[-1]["text"].endswith(" "):
             cleaned = cleaned.lstrip(" ")  # whitespace across a segment boundary
         if not cleaned:

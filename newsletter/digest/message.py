@@ -6,9 +6,9 @@
         text/plain; charset="utf-8"
         text/html; charset="utf-8"
 
-(text as it is when ASCII, else quoted-printable; HTML in base64) and From, To,
-Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the email carries
-an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
+(7-bit clean: text as it is when ASCII, else quoted-printable; HTML in base64) and
+From, To, Subject, Date, Message-ID, List-Id, Auto-Submitted and — whenever the email
+carries an unsubscribe link — ``List-Unsubscribe: <https://…>`` plus
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058).
 
 The stdlib's header machinery parses every value it is given and re-folds it on
@@ -356,13 +356,13 @@ def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
     """A leaf part whose payload is already transfer-encoded, in canonical form:
     CRLF line ends (RFC 2046 §4.1.1), as the stdlib's set_content writes text.
 
-    Text goes out as it is (7bit) when it is ASCII with lines within SMTP's 998
-    octets and without the boundary mark "=_" — the templates' own words are ASCII,
-    so that is the usual case — and as quoted-printable otherwise, the stdlib's
-    choice for mostly-ASCII text.
-    HTML is always base64: its lines can be long, nobody reads it raw, and binascii
-    encodes it in C faster than any other valid choice (8bit costs more, because the
-    email package keeps 8-bit bodies as surrogate-escaped text).
+    Every body is 7-bit clean, so neither a server without 8BITMIME nor a relay in
+    front of a DKIM check has a reason to re-encode it (send.wire_bytes relies on
+    this). Text goes out as it is (7bit) when it is ASCII with lines within SMTP's
+    998 octets and without the boundary mark "=_" — the templates' own words are
+    ASCII, so that is the usual case — and as quoted-printable otherwise, the
+    stdlib's choice for mostly-ASCII text. HTML is always base64: its lines can be
+    long, nobody reads it raw, and binascii encodes it in C.
     """
     part = EmailMessage(policy=MESSAGE_POLICY)
     part["Content-Type"] = _CT_PLAIN if subtype == "plain" else _CT_HTML

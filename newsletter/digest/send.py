@@ -260,6 +260,9 @@ def wire_bytes(
     non-ASCII headers raw (SMTPUTF8); ``seven_bit`` re-encodes 8-bit bodies for a
     server without 8BITMIME. Serialising the same message twice gives the same bytes.
     """
+    fast = _prebuilt_bytes(msg, linesep)
+    if fast is not None:
+        return fast
     if msg.get_all("Bcc"):
         msg = copy.deepcopy(msg)
         del msg["Bcc"]
@@ -267,6 +270,20 @@ def wire_bytes(
         linesep=linesep, utf8=utf8, cte_type="7bit" if seven_bit else "8bit"
     )
     return _flatten(msg, policy)
+
+
+def _prebuilt_bytes(msg: EmailMessage, linesep: str) -> bytes | None:
+    """The fast path for messages from :func:`newsletter.digest.message.build_message`:
+    their headers are already encoded ASCII and their bodies 7-bit (7bit text,
+    quoted-printable, base64), so neither SMTPUTF8 nor a 7-bit server changes a byte,
+    and the builder's own serialiser writes them several times faster than the stdlib.
+    """
+    from newsletter.digest.message import MessagePolicy, message_bytes
+
+    if not isinstance(msg.policy, MessagePolicy) or msg.get_all("Bcc"):
+        return None
+    data = message_bytes(msg)
+    return data if linesep == "\r\n" else data.replace(b"\r\n", linesep.encode())
 
 
 @dataclass(frozen=True)

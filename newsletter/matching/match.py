@@ -216,8 +216,8 @@ class PaperIndex:
         self.all = (1 << len(self.papers)) - 1
         # A paper's place in key order breaks score ties inside ``Match.rank``.
         self._key_order = [0] * len(self.keys)
-        for place, paper in enumerate(sorted(range(len(self.keys)), key=self.keys.__getitem__)):
-            self._key_order[paper] = place
+        for place, at in enumerate(sorted(range(len(self.keys)), key=self.keys.__getitem__)):
+            self._key_order[at] = place
         self._postings: dict[str, dict[str, dict[int, list[int]]]] = {f: {} for f in _FIELDS}
         self._bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
         self._word_bits: dict[str, dict[str, int]] = {f: {} for f in _FIELDS}
@@ -479,9 +479,7 @@ class PaperIndex:
         self._clauses[id(node)] = (node, found)
         return found
 
-    def combine_terms(
-        self, contributing: list[tuple[Term, int]], papers: int
-    ) -> dict[int, Match]:
+    def combine_terms(self, contributing: list[tuple[Term, int]], papers: int) -> dict[int, Match]:
         """paper index → Match for ``papers``, from the terms that selected each one."""
         out: dict[int, Match] = {}
         if not papers:
@@ -535,9 +533,7 @@ class PaperIndex:
         return self.make_match(paper, score, tuple(labels), _merge(title), _merge(abstract))
 
 
-def _ranked(
-    by_paper: dict[int, Match], contributing: list[tuple[Term, int]], bits: int
-) -> _Ranked:
+def _ranked(by_paper: dict[int, Match], contributing: list[tuple[Term, int]], bits: int) -> _Ranked:
     papers = sorted(by_paper, key=lambda p: by_paper[p].rank)
     return _Ranked(
         bits,
@@ -598,14 +594,12 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
         else:  # a term in two clauses must count once: combine at the term level
             contributing = [c for r in hits for c in r.contributing]
             out += index.combine_terms(contributing, multi).values()
-    if len(pieces) + bool(multi) > 1:  # a single piece is already ranked
+    if multi or len(pieces) > 1:  # a single clause's piece is already ranked
         out.sort(key=_BY_RANK)
     return out
 
 
-def match_many(
-    profiles: Mapping[K, CompiledProfile], index: PaperIndex
-) -> dict[K, list[Match]]:
+def match_many(profiles: Mapping[K, CompiledProfile], index: PaperIndex) -> dict[K, list[Match]]:
     """``match_profile`` for every profile; only keys with at least one match.
 
     Subscribers with the same profile text are evaluated once (each gets its own

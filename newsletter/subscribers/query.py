@@ -59,7 +59,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -264,6 +264,7 @@ def _straight_quotes(text: str) -> str:
             text = text.replace(quote, '"')
     return text
 
+
 # A lexeme: (kind, position, text, prefix). kind is one of word, phrase, field, or,
 # and, not, lp, rp, comma, end; text is the raw word / phrase body / field name.
 _Lexeme: TypeAlias = tuple[str, int, str, bool]
@@ -383,7 +384,7 @@ def _covers(excluded: Term, required: Term) -> bool:
 
 
 def _check_contradiction(
-    required: list[tuple[Expr, int]], excluded: list[tuple[Expr, int]]
+    required: Sequence[tuple[Expr, int]], excluded: Sequence[tuple[Expr, int]]
 ) -> None:
     """Raise if an excluded term rules out a required term of the same conjunction."""
     for ex, ex_pos in excluded:

@@ -110,7 +110,7 @@ class ConfirmationMailer:
             transport = self._transport() if self._transport is not None else None
             send_confirmation(self._settings, email, profile, token, transport=transport)
         except Exception:
-            # The address is deliberately not logged at error level with the token.
+            # Logged without the token: it is a credential, and logs travel further.
             log.exception("could not send the confirmation email")
 
     def shutdown(self) -> None:

@@ -244,28 +244,40 @@ def subscribe() -> Page:
     if form.trapped:
         # A bot: it gets the ordinary answer, and nothing happens.
         return _page("subscribe_done.html", email=form.values["email"])
-    if not form.ok:
+    if not form.ok or not _subscribe(form):
         return _subscribe_form_again(form, 400)
-    _subscribe(form)
     return _page("subscribe_done.html", email=form.values["email"])
 
 
-def _subscribe(form: forms.FormResult) -> None:
-    """Subscribe (or not, for an active address), commit, then mail the link."""
+def _subscribe(form: forms.FormResult) -> bool:
+    """Subscribe (or not, for an active address), commit, then mail the link.
+
+    False, with the reason in ``form.errors``, if the service refuses what the form
+    reader let through. The service validates before it looks the address up, so
+    that answer does not depend on the address either.
+    """
     assert form.email is not None and form.prefs is not None
     st = _state()
-    with _writing() as session:
-        result = service.subscribe(
-            session, form.email, form.prefs, secret_key=st.secret_key, now=st.clock()
-        )
-        address, profile, token = (
-            result.subscriber.email,
-            result.subscriber.profile,
-            result.confirm_token,
-        )
+    try:
+        with _writing() as session:
+            result = service.subscribe(
+                session, form.email, form.prefs, secret_key=st.secret_key, now=st.clock()
+            )
+            address, profile, token = (
+                result.subscriber.email,
+                result.subscriber.profile,
+                result.confirm_token,
+            )
+    except InvalidEmail as exc:
+        form.errors["email"] = str(exc)
+        return False
+    except (QueryError, service.InvalidPreference) as exc:
+        form.errors["profile"] = str(exc)
+        return False
     # After the commit: a rolled-back row never gets an email.
     if token is not None:
         st.mailer.send(address, profile, token)
+    return True
 
 
 def _subscribe_form_again(
@@ -533,13 +545,13 @@ def _json_body() -> dict[str, Any]:
 
 def api_subscribe() -> Response:
     form = forms.read_subscribe(_json_body())
+    if form.ok and not form.trapped:
+        _subscribe(form)
     if not form.ok:
         extra: dict[str, Any] = {"errors": form.errors}
         if form.problem is not None:
             extra["error"] = form.problem.as_dict()
         return _json_error(400, "some fields need attention", **extra)
-    if not form.trapped:
-        _subscribe(form)
     response = jsonify({"ok": True, "message": SUBSCRIBE_ANSWER})
     response.status_code = 202
     return response

@@ -290,6 +290,7 @@ def test_any_bodies_round_trip(text: str, html: str) -> None:
     msg = _build(Rendered("s", text, html))
     data = message_bytes(msg)
     assert data == msg.as_bytes()
+    assert data.isascii()  # 7-bit clean: nothing downstream needs to re-encode it
     plain, markup = _parse(data).iter_parts()
     canonical = "\r\n".join(re.split(r"\r\n|\r|\n", text))
     assert plain.get_content().replace("\r\n", "\n") == canonical.replace("\r\n", "\n")

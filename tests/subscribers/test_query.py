@@ -1,0 +1,346 @@
+"""The profile query language: parsing, checking, the canonical form (DESIGN.md,
+"Subscriber profiles"). What a parsed profile *matches* is tested in
+tests/matching/test_match.py; here, what it parses to and why it is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from newsletter.errors import QueryError
+from newsletter.subscribers.query import (
+    MAX_NESTING,
+    MAX_PROFILE_CHARS,
+    And,
+    CompiledProfile,
+    FieldName,
+    Not,
+    Or,
+    Profile,
+    Term,
+    canonical,
+    compile_profile,
+    parse,
+    parse_whole,
+)
+
+
+def w(*words: str, prefix: bool = False, field: FieldName | None = None) -> Term:
+    return Term(tuple(words), prefix, field)
+
+
+# --- One row per line of DESIGN.md's table, plus the precedence rules -------------------
+
+DESIGN_ROWS = [
+    # commas = OR of clauses
+    (
+        'diffusion, "graph neural network", equivariance',
+        Profile((w("diffusion"), w("graph", "neural", "network"), w("equivariance"))),
+        'diffusion, "graph neural network", equivariance',
+    ),
+    # space = AND inside a clause
+    ("equivariant graph", Profile((And((w("equivariant"), w("graph"))),)), "equivariant graph"),
+    # "phrase": adjacent words
+    ('"state space model"', Profile((w("state", "space", "model"),)), '"state space model"'),
+    # -word / NOT word: exclusion
+    (
+        "diffusion -survey",
+        Profile((And((w("diffusion"), Not(w("survey")))),)),
+        "diffusion -survey",
+    ),
+    (
+        "diffusion NOT survey",
+        Profile((And((w("diffusion"), Not(w("survey")))),)),
+        "diffusion -survey",
+    ),
+    # a clause of exclusions alone applies to the whole profile
+    (
+        "diffusion, gnn, -survey",
+        Profile((w("diffusion"), w("gnn")), (w("survey"),)),
+        "diffusion, gnn, -survey",
+    ),
+    ("diffusion, -survey -review", Profile((w("diffusion"),), (w("survey"), w("review"))), None),
+    # a OR b, ( ... ) grouping
+    ("a OR b", Profile((Or((w("a"), w("b"))),)), "a OR b"),
+    ("(a b) OR c", Profile((Or((And((w("a"), w("b"))), w("c"))),)), "(a b) OR c"),
+    ("(a, b) c", Profile((And((Or((w("a"), w("b"))), w("c"))),)), "a OR b c"),
+    # fields
+    ("ti:transformer", Profile((w("transformer", field="ti"),)), "ti:transformer"),
+    (
+        'abs:"optimal transport"',
+        Profile((w("optimal", "transport", field="abs"),)),
+        'abs:"optimal transport"',
+    ),
+    ("au:hinton", Profile((w("hinton", field="au"),)), "au:hinton"),
+    ("TI:Transformer", Profile((w("transformer", field="ti"),)), "ti:transformer"),
+    (
+        "ti:(graph OR mesh)",
+        Profile((Or((w("graph", field="ti"), w("mesh", field="ti"))),)),
+        "ti:graph OR ti:mesh",
+    ),
+    # prefix
+    ("equivari*", Profile((w("equivari", prefix=True),)), "equivari*"),
+    ('"graph neur"*', Profile((w("graph", "neur", prefix=True),)), '"graph neur"*'),
+    ("self-sup*", Profile((w("self", "sup", prefix=True),)), '"self sup"*'),
+]
+
+
+@pytest.mark.parametrize(("text", "tree", "printed"), DESIGN_ROWS)
+def test_design_table(text: str, tree: Profile, printed: str | None) -> None:
+    assert parse(text) == tree
+    if printed is not None:
+        assert canonical(tree) == printed
+    assert parse(canonical(tree)) == tree
+
+
+@pytest.mark.parametrize(
+    ("text", "same_as"),
+    [
+        # OR binds tighter than AND (as in Google and Scholar alerts)
+        ("a b OR c", "a (b OR c)"),
+        ("-a OR b c", "(-a OR b) c"),
+        ("x -a OR b", "x (-a OR b)"),
+        ("ti:a b", "(ti:a) b"),
+        ("a AND b", "a b"),
+        ("a AND b OR c", "a (b OR c)"),
+        # normalisation: case, accents, inflection kept apart, hyphens as phrases
+        ("Naïve", "naive"),
+        ("self-supervised", '"self supervised"'),
+        ('"Self-Supervised"', '"self supervised"'),
+        ('"diffusion"', "diffusion"),
+        ("“graph neural”", '"graph neural"'),  # typographic quotes
+        ("NOT NOT a", "a"),
+        ("((a))", "a"),
+        ("a (b c)", "a b c"),
+        ("a OR (b OR c)", "a OR b OR c"),
+        ("  a ,b  ", "a, b"),
+        # colons that are not fields
+        ("Re: attention", "re attention"),
+        ("arXiv:2401.01234", '"arxiv 2401 01234"'),
+        ('"re: attention"', '"re attention"'),
+        ("foo:", "foo"),
+    ],
+)
+def test_equivalent_spellings(text: str, same_as: str) -> None:
+    assert parse(text) == parse(same_as)
+
+
+def test_words_keep_their_inflection_in_the_tree() -> None:
+    # The tree keeps the user's folded word; stemming happens in Term.stems.
+    assert parse("networks") != parse("network")
+    assert w("networks").stems == w("network").stems == ("network",)
+    assert w("equivari", prefix=True).stems == ("equivari",)  # a prefix is not stemmed
+
+
+# --- Errors: every problem, with its position ------------------------------------------
+
+ERRORS = [
+    ("", "the profile is empty", 0),
+    ("   ", "the profile is empty", 0),
+    ('"graph neural', "unclosed quote", 0),
+    ('diffusion, "graph', "unclosed quote", 11),
+    ("(a b", "unclosed '('", 0),
+    ("a (b (c)", "unclosed '('", 2),
+    ("a b)", "unmatched ')'", 3),
+    ("a, b)", "unmatched ')'", 4),
+    ("a,,b", "empty clause before ','", 2),
+    (", a", "empty clause before ','", 0),
+    ("a,", "empty clause after ','", 1),
+    ("(a,)", "empty clause after ','", 2),
+    ("a ()", "empty group '()'", 2),
+    ('""', "empty phrase", 0),
+    ('a "!?"', "empty phrase", 2),
+    ("foo:bar", "unknown field 'foo'", 0),
+    ('diffusion foo:"x"', "unknown field 'foo'", 10),
+    ("title:x", "unknown field 'title'", 0),
+    ("ti:", "nothing after 'ti:'", 0),
+    ("a ti:, b", "nothing after 'ti:'", 2),
+    ("ti:(abs:x)", "field 'abs:' inside 'ti:'", 4),
+    ("NOT", "lone NOT", 0),
+    ("diffusion NOT", "lone NOT", 10),
+    ("a NOT, b", "lone NOT", 2),
+    ("diffusion -", "lone NOT", 10),
+    ("a - b", "lone NOT", 2),
+    ("(a -)", "lone NOT", 3),
+    ("a OR", "'OR' needs a term on both sides", 2),
+    ("OR a", "'OR' needs a term on both sides", 0),
+    ("a OR OR b", "'OR' needs a term on both sides", 2),
+    ("a AND", "'AND' needs a term on both sides", 2),
+    ("equi*ant", "'*' can only end a word", 4),
+    ("ab*", "prefix 'ab*' is too short", 0),
+    ('"graph n"*', "prefix", 0),
+    ("&&", "nothing to match in '&&'", 0),
+    ("a OR -b", "this clause matches every paper that lacks", 0),
+    ("x, (-a, b)", "this clause matches every paper that lacks", 3),
+    ("-survey", "the profile only excludes", 0),
+    ("NOT survey", "the profile only excludes", 0),
+    ("-a, -b", "the profile only excludes", 0),
+    ("network -networks", "'-networks' excludes every paper that 'network' matches", 8),
+    ('"graph neural network" -neural', "'-neural' excludes every paper", 23),
+    ("ti:network -network", "'-network' excludes every paper", 11),
+    ("diffusion, -diffusion", "'-diffusion' excludes every paper", 11),
+    ("(" * (MAX_NESTING + 5) + "a" + ")" * (MAX_NESTING + 5), "nested more than", MAX_NESTING),
+    ("a" * (MAX_PROFILE_CHARS + 1), "longer than", 0),
+]
+
+
+@pytest.mark.parametrize(("text", "problem", "position"), ERRORS)
+def test_errors_name_the_problem_and_its_position(text: str, problem: str, position: int) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse(text)
+    assert problem in caught.value.problem
+    assert caught.value.position == position
+    assert f"(at position {position})" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abs:network -ti:network",  # a narrower exclusion leaves papers to match
+        "network -ti:network",
+        "ti:network -abs:network",
+        'neural -"graph neural"',
+        "equivari* -equivariant",  # the prefix also matches other words
+    ],
+)
+def test_exclusions_that_leave_something_to_match_are_fine(text: str) -> None:
+    parse(text)
+
+
+# --- The canonical form ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Diffusion, "Graph Neural Networks" ti:GNN*, -survey',
+        "(a OR b) (c OR d) -(e f)",
+        "x (a b OR c d) -ti:(e OR f)",
+        "x -(-a OR -b)",
+        'au:"Geoffrey Hinton" OR au:lecun, abs:(optimal transport*)',
+        "naïve self-supervised CIFAR-10",
+    ],
+)
+def test_canonical_round_trips(text: str) -> None:
+    tree = parse(text)
+    printed = canonical(tree)
+    assert parse(printed) == tree
+    assert canonical(parse(printed)) == printed
+
+
+# Random profiles: mostly well-formed pieces, so that many of them parse.
+_PIECES = st.sampled_from(
+    [
+        "graph",
+        "Graphs",
+        "neural",
+        "naïve",
+        "self-supervised",
+        "equivari*",
+        "diffusion",
+        "CIFAR-10",
+        '"graph neural"',
+        '"neural net"*',
+        "x",
+    ]
+)
+
+
+@st.composite
+def profile_texts(draw: st.DrawFn) -> str:
+    """A syntactically plausible profile: terms, fields, NOT, OR, groups, commas."""
+
+    def expr(level: int) -> str:
+        kind = draw(st.integers(0, 6 if level < 3 else 0))
+        if kind <= 1:
+            return draw(_PIECES)
+        if kind == 2:
+            return draw(st.sampled_from(["ti:", "abs:", "au:"])) + expr(level + 1)
+        if kind == 3:
+            return draw(st.sampled_from(["-", "NOT "])) + expr(level + 1)
+        if kind == 4:
+            return f"{expr(level + 1)} OR {expr(level + 1)}"
+        if kind == 5:
+            return f"({expr(level + 1)})"
+        return f"{expr(level + 1)} {expr(level + 1)}"
+
+    return ", ".join(expr(0) for _ in range(draw(st.integers(1, 3))))
+
+
+_NOISE = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "graph",
+            "Naïve",
+            '"',
+            "(",
+            ")",
+            ",",
+            "-",
+            "NOT",
+            "OR",
+            "AND",
+            "ti:",
+            "au:",
+            "foo:",
+            "*",
+            "equi*",
+            " ",
+            "  ",
+            ":",
+            "“",
+            "”",
+            "self-sup",
+            "\u0301",
+            "5:",
+        ]
+    ),
+    max_size=14,
+).map("".join)
+
+
+def _outcome(fn: Callable[[str], Profile], text: str) -> Profile | tuple[str, int]:
+    try:
+        return fn(text)
+    except QueryError as exc:
+        return (exc.problem, exc.position)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=60), _NOISE, profile_texts()))
+@example("a, (b")
+@example('a "b, c" d')
+def test_parser_only_ever_raises_query_error(text: str) -> None:
+    # Whatever the text: a tree or a QueryError, never anything else; the clause
+    # cache path agrees with parsing the whole text, errors and positions included.
+    result = _outcome(parse, text)
+    assert result == _outcome(parse_whole, text)
+    if isinstance(result, tuple):
+        assert 0 <= result[1] <= len(text)
+        return
+    assert isinstance(result, Profile)
+    printed = canonical(result)
+    assert parse(printed) == result
+    assert canonical(parse(printed)) == printed
+
+
+# --- Compiled profiles -----------------------------------------------------------------
+
+
+def test_compiled_profile_is_hashable_cached_and_describes_itself() -> None:
+    compiled = compile_profile('Diffusion, "Graph Neural Networks", -Survey')
+    assert compiled is compile_profile('Diffusion, "Graph Neural Networks", -Survey')
+    assert compiled == CompiledProfile(compiled.source, parse(compiled.source))
+    assert {compiled: 1}[compile_profile(compiled.source)] == 1
+    assert compiled.canonical == 'diffusion, "graph neural networks", -survey'
+    assert compiled.terms == ("Diffusion", "Graph Neural Networks")
+    assert compiled.excluded_terms == ("Survey",)
+
+
+def test_compile_profile_raises_like_parse() -> None:
+    with pytest.raises(QueryError, match="unclosed quote"):
+        compile_profile('"graph')

@@ -2,6 +2,10 @@
 
 One place decides what "the same text" means, so a title fingerprint and a profile
 term are folded by the same rules: Unicode NFKC, accents removed, casefolded.
+``tokens()`` adds what matching needs on top: words split at hyphens and
+punctuation, Snowball (English) stems, and each word's offsets in the original
+string, so a match can be highlighted where the reader sees it. Profiles and papers
+both go through ``tokens()``, which is what makes them agree.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ _HARD_LIMIT: Final = 998
 _WORD_MAX: Final = 75
 _WORD_OVERHEAD: Final = len("=?utf-8?b??=")
 _BASE64_LINE: Final = 76  # RFC 2045
+_QP_LINE: Final = 76  # RFC 2045
 
 _PRINTABLE_ASCII: Final = re.compile(r"[\x20-\x7e]*")
 # Controls, and the Unicode line separators some parsers also break lines at.
@@ -377,13 +378,31 @@ def _text_part(text: str, subtype: Literal["plain", "html"]) -> EmailMessage:
     ):
         cte, payload = "7bit", text.replace("\n", "\r\n")
     else:
-        # Encoded from LF text, then LF → CRLF: binascii only uses CRLF for its soft
-        # breaks when it happens to see one in the input.
-        encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-        cte, payload = "quoted-printable", encoded.decode("ascii").replace("\n", "\r\n")
+        cte, payload = "quoted-printable", _quoted_printable(text)
     part["Content-Transfer-Encoding"] = _Encoded(cte)
     part.set_payload(_WirePayload(payload))
     return part
+
+
+def _quoted_printable(text: str) -> str:
+    """``text`` (LF line ends) as quoted-printable with CRLF line ends.
+
+    A digest is mostly plain ASCII lines with an accented name here and there, so
+    lines that need no encoding are kept as they are and binascii encodes the rest,
+    one line at a time (soft breaks come out as LF, hence the replace).
+    """
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not (
+            len(line) <= _QP_LINE
+            and line.isascii()
+            and line.isprintable()
+            and "=" not in line
+            and not line.endswith(" ")
+        ):
+            encoded = binascii.b2a_qp(line.encode("utf-8"), istext=True)
+            lines[i] = encoded.decode("ascii").replace("\n", "\r\n")
+    return "\r\n".join(lines)
 
 
 def _base64(data: bytes) -> str:

@@ -27,16 +27,14 @@ folded, unstemmed word; exclusions beat inclusions.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Final, NamedTuple, TypeVar
 
-from newsletter.subscribers.query import And, CompiledProfile, Expr, Not, Or, Term
+from newsletter.subscribers.query import And, CompiledProfile, Expr, Not, Or, Term, paused_gc
 from newsletter.text import Token, stem_all, tokens, words
 
 K = TypeVar("K")
@@ -122,26 +120,6 @@ class Match:
 
 
 _BY_RANK: Final = attrgetter("rank")
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector for a bulk build.
-
-    Indexing a batch and matching many profiles allocate millions of small objects
-    that all survive (postings, results) and form no reference cycles. That is the
-    worst case for the generational collector: every full collection re-scans the
-    whole growing heap, which measured at about a third of the benchmark's time.
-    Reference counting still frees everything that dies; the previous state is
-    restored (and a collector another thread paused is left as it found it).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _indices(bits: int) -> Iterator[int]:
@@ -231,7 +209,8 @@ class PaperIndex:
         self._details_memo: dict[tuple[str, int], _Details] = {}
         self._singles: dict[tuple[str, str], _Ranked] = {}
         self._clauses: dict[int, tuple[Expr, _Ranked]] = {}
-        with _gc_paused():
+        self._combined: dict[tuple[int, ...], Match] = {}
+        with paused_gc():
             for i, paper in enumerate(self.papers):
                 self._add(i, "ti", words(paper.title))
                 self._add(i, "abs", words(paper.abstract))
@@ -444,16 +423,11 @@ class PaperIndex:
             label = (term.written,)
             by_paper = {}
             for paper in _indices(bits):
-                by_paper[paper] = self.make_match(paper, *self._labelled(term, paper, label))
+                score, title_spans, abstract_spans = self.details(term, paper)
+                by_paper[paper] = self.make_match(paper, score, label, title_spans, abstract_spans)
             found = _ranked(by_paper, [(term, bits)], bits)
             self._singles[memo_key] = found
         return found
-
-    def _labelled(
-        self, term: Term, paper: int, label: tuple[str, ...]
-    ) -> tuple[float, tuple[str, ...], tuple[Span, ...], tuple[Span, ...]]:
-        score, title_spans, abstract_spans = self.details(term, paper)
-        return score, label, title_spans, abstract_spans
 
     def clause(self, node: Expr) -> _Ranked:
         """The matches of ``node`` as a whole clause, memoised by identity.
@@ -488,7 +462,10 @@ class PaperIndex:
         if all(bits == papers for _, bits in contributing):
             # The usual composite clause ("graph neural"): the same terms selected
             # every paper, so collect them once.
-            shared = list({t.key: t for t, _ in reversed(contributing)}.values())[::-1]
+            first: dict[str, Term] = {}
+            for term, _ in contributing:
+                first.setdefault(term.key, term)
+            shared = list(first.values())
         for paper in _indices(papers):
             if shared is not None:
                 terms = shared
@@ -520,7 +497,18 @@ class PaperIndex:
 
     def combine_clauses(self, paper: int, matches: list[Match]) -> Match:
         """One Match from the Matches several clauses made for ``paper``, when no
-        term is shared between those clauses (so their scores simply add up)."""
+        term is shared between those clauses (so their scores simply add up).
+
+        Memoised by the identities of ``matches``, which the clause memo keeps alive:
+        profiles sharing two clauses that hit the same paper share the result.
+        """
+        memo_key = tuple(map(id, matches))
+        found = self._combined.get(memo_key)
+        if found is None:
+            found = self._combined[memo_key] = self._combine_clauses(paper, matches)
+        return found
+
+    def _combine_clauses(self, paper: int, matches: list[Match]) -> Match:
         labels: list[str] = []
         title: list[Span] = []
         abstract: list[Span] = []
@@ -569,18 +557,23 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
     # by several gets one Match combining them.
     multi &= selected
     out: list[Match] = []
-    pieces = [(r, r.bits & selected & ~multi) for r in results]
-    pieces = [(r, own) for r, own in pieces if own]
-    for result, own in pieces:
-        if own == result.bits:
-            out += result.matches
-        elif len(pieces) > 1 or multi:
-            # Sorted below anyway: fetch just the papers this clause keeps.
-            by_paper = result.by_paper
-            out += [by_paper[p] for p in _indices(own)]
-        else:  # the only piece: filter its ranked list, which stays ranked
-            out += [m for p, m in zip(result.papers, result.matches, strict=True) if own >> p & 1]
+    pieces = 0
+    ranked = True  # one clause's whole list is ranked already
+    for result in results:
+        own = result.bits & selected & ~multi
+        if own:
+            pieces += 1
+            if own == result.bits:
+                out += result.matches
+            else:
+                ranked = False
+                by_paper = result.by_paper
+                while own:  # the set bits, inlined: this loop is hot
+                    low = own & -own
+                    out.append(by_paper[low.bit_length() - 1])
+                    own ^= low
     if multi:
+        ranked = False
         hits = [r for r in results if r.bits & multi]
         keys: set[str] = set()
         disjoint = True
@@ -594,7 +587,7 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
         else:  # a term in two clauses must count once: combine at the term level
             contributing = [c for r in hits for c in r.contributing]
             out += index.combine_terms(contributing, multi).values()
-    if multi or len(pieces) > 1:  # a single clause's piece is already ranked
+    if pieces > 1 or not ranked:
         out.sort(key=_BY_RANK)
     return out
 
@@ -607,7 +600,7 @@ def match_many(profiles: Mapping[K, CompiledProfile], index: PaperIndex) -> dict
     """
     done: dict[str, list[Match]] = {}
     results: dict[K, list[Match]] = {}
-    with _gc_paused():
+    with paused_gc():
         for key, profile in profiles.items():
             found = done.get(profile.source)
             if found is None:

@@ -4,6 +4,7 @@ tests/matching/test_match.py; here, what it parses to and why it is refused."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import QueryError
+from newsletter.subscribers import query
 from newsletter.subscribers.query import (
     MAX_NESTING,
     MAX_PROFILE_CHARS,
@@ -22,6 +24,7 @@ from newsletter.subscribers.query import (
     Profile,
     Term,
     canonical,
+    compile_many,
     compile_profile,
     parse,
     parse_whole,
@@ -344,3 +347,18 @@ def test_compiled_profile_is_hashable_cached_and_describes_itself() -> None:
 def test_compile_profile_raises_like_parse() -> None:
     with pytest.raises(QueryError, match="unclosed quote"):
         compile_profile('"graph')
+
+
+def test_compile_many_reports_each_text_once() -> None:
+    found = compile_many(["diffusion", '"graph', "diffusion"])
+    assert list(found) == ["diffusion", '"graph']
+    assert found["diffusion"] is compile_profile("diffusion")
+    assert isinstance(found['"graph'], QueryError)
+    assert gc.isenabled()  # paused only while compiling
+
+
+def test_clause_cache_overflow_keeps_profiles_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The caches are cleared when full; a profile must never see half of a clear.
+    monkeypatch.setattr(query, "_CLAUSE_CACHE_MAX", 3)
+    for i in range(20):
+        assert parse(f"w{i}, x{i}, -survey") == Profile((w(f"w{i}"), w(f"x{i}")), (w("survey"),))

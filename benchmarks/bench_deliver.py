@@ -190,8 +190,14 @@ def bench_smtp(n: int) -> Row:
             with SMTPTransport("127.0.0.1", port, timeout=30) as t:
                 t.send(msg)
         per_message = m / (time.perf_counter() - start)
-    return Row("SMTP to a sink process, 1 worker", reused, "messages/s", baseline=per_message,
-               baseline_name="connect per message", target="≥ 1,000 messages/s")
+    return Row(
+        "SMTP to a sink process, 1 worker",
+        reused,
+        "messages/s",
+        baseline=per_message,
+        baseline_name="connect per message",
+        target="≥ 1,000 messages/s",
+    )
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -200,9 +206,19 @@ def run(quick: bool = False) -> list[Row]:
     for dialect in ("sqlite", "postgresql"):
         for sink in ("maildir", "smtp"):
             out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.bench_deliver", "--daily", dialect, sink,
-                 str(n_subs), "500"],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_deliver",
+                    "--daily",
+                    dialect,
+                    sink,
+                    str(n_subs),
+                    "500",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(
@@ -213,9 +229,11 @@ def run(quick: bool = False) -> list[Row]:
                     baseline=r["plan_s"] - r["plan_s"] + r["naive_plan_s"] + r["deliver_s"],
                     baseline_name="plan one subscriber at a time",
                     target="≤ 300 s, ≤ 1 GB",
-                    note=(f"plan {r['plan_s']:.1f}s + deliver {r['deliver_s']:.1f}s; "
-                          f"{r['sent']:,} sent, {r['skipped']:,} skipped; "
-                          f"peak {r['peak_mb']:.0f} MB"),
+                    note=(
+                        f"plan {r['plan_s']:.1f}s + deliver {r['deliver_s']:.1f}s; "
+                        f"{r['sent']:,} sent, {r['skipped']:,} skipped; "
+                        f"peak {r['peak_mb']:.0f} MB"
+                    ),
                     higher_is_better=False,
                 )
             )
@@ -232,4 +250,3 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-

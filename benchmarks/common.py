@@ -79,7 +79,9 @@ def format_table(rows: list[Row]) -> str:
                 r.note,
             ]
         )
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)
+    ]
     lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("-+-".join("-" * w for w in widths))
     lines += [" | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.digest.deliver import deliver_due
-from newsletter.digest.plan import plan
+from newsletter.digest.plan import PlanSummary, plan
 from newsletter.digest.send import transport_from_url
 from newsletter.papers.ingest import IngestSummary, ingest_inbox, ingest_source
 from newsletter.status import prune, recorded
@@ -89,7 +89,7 @@ def build_scheduler(
         # delivery job, so a dropped-in dump reaches inboxes within seconds.
         if summary.new:
             planned = recorded(factory, "plan", plan_job)
-            if worker and getattr(planned, "planned", 0):
+            if worker and isinstance(planned, PlanSummary) and planned.planned:
                 sched.modify_job("deliver", next_run_time=clock())
         return summary
 

@@ -71,6 +71,10 @@ def test_serve_delivers_a_dropped_dump_without_another_command(tmp_path: Path) -
         while time.monotonic() < deadline and not (maildir.is_dir() and any(maildir.iterdir())):
             time.sleep(0.5)
         mails = list(maildir.iterdir()) if maildir.is_dir() else []
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            health = json.loads(r.read())
+        assert health["database"] == "ok"
+        assert {j["name"]: j["status"] for j in health["jobs"]}["inbox"] == "ok"
         assert len(mails) == 1, "no digest appeared in var/maildir/new"
         assert b"ada@example.org" in mails[0].read_bytes()
         assert (inbox / "processed" / "today.txt").exists()

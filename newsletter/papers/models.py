@@ -81,9 +81,7 @@ class PaperKey(Base):
     __tablename__ = "paper_keys"
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    paper_id: Mapped[int] = mapped_column(
-        ForeignKey("papers.id", ondelete="CASCADE"), index=True
-    )
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
 
 
 class Feed(Base):

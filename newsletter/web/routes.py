@@ -17,7 +17,7 @@ email; each only *shows* a page, and every change is a POST):
 ``/p/<token>/export``       POST   download my data (JSON)
 ``/p/<token>/delete``       POST   delete my data
 ``/d/<web_token>``          GET    web copy of a sent digest
-``/healthz``                GET    liveness + database
+``/healthz``                GET    liveness, database, last run of each job
 ``/api/subscribe``          POST   JSON subscribe
 ``/api/profile/check``      POST   JSON ``{ok, error: {problem, position}}``
 ``/api/profile/preview``    POST   JSON recent matches
@@ -525,12 +525,16 @@ def web_copy(web_token: str) -> Reply:
 
 
 def healthz() -> Response:
+    from newsletter.status import job_runs
+
     try:
         with _reading() as session:
             session.execute(text("SELECT 1"))
+            jobs = job_runs(session)
     except Exception:
         return _json_error(503, "database unreachable")
-    return jsonify({"ok": True})
+    # Each scheduled job's last run, so a stuck scheduler or failing worker shows here.
+    return jsonify({"ok": True, "database": "ok", "jobs": jobs})
 
 
 # -------------------------------------------------------------------------- API

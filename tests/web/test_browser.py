@@ -86,6 +86,7 @@ def test_subscribe_confirm_digest_unsubscribe_in_a_browser(
     live_server: LiveServer,
 ) -> None:
     from playwright import sync_api
+
     reader = "reader@example.org"
     with smtp_server() as smtp:
         settings = Settings(

@@ -304,14 +304,19 @@ def digest(
     """
     from newsletter.digest.service import run_digest
 
-    summary = run_digest(
-        app.factory,
-        app.settings,
-        day=_parse_day(day, "--date"),
-        force=force,
-        to=to,
-        dry_run=dry_run,
-    )
+    bar = _DigestBar(enabled=not as_json and not dry_run and sys.stderr.isatty())
+    try:
+        summary = run_digest(
+            app.factory,
+            app.settings,
+            day=_parse_day(day, "--date"),
+            force=force,
+            to=to,
+            dry_run=dry_run,
+            progress=bar.update if bar.enabled else None,
+        )
+    finally:
+        bar.close()
     if as_json:
         _echo_json(summary.as_dict())
     else:
@@ -398,6 +403,25 @@ def worker(app: App, until_idle: bool) -> None:
 
     _logging()
     roles.run_worker(app.settings, app.factory, until_idle=until_idle)
+
+
+class _DigestBar:
+    """A progress bar over the messages a digest run sends (terminal only)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def update(self, n: int) -> None:
+        if n < 0:  # the first call announces how many were planned
+            self.bar = click.progressbar(length=-n, label="sending", file=sys.stderr)
+            self.bar.__enter__()
+        elif self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 def _progress(items: list[str], label: str, quiet: bool) -> Any:

@@ -244,6 +244,7 @@ def deliver_batch(
     limit: int = BATCH_SIZE,
     pace: Callable[[], object] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_sent: Callable[[], object] | None = None,
 ) -> DeliverSummary | None:
     """Claim one batch and send it over ``transport`` (already open). None when
     nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
@@ -319,6 +320,8 @@ def deliver_batch(
                 d.status, d.sent_at, d.lease_until = "sent", now(), None
                 d.message_id = msg["Message-ID"]
                 summary.sent += 1
+                if on_sent:
+                    on_sent()
             # One commit per message: a crash re-sends at most the message in flight.
             session.commit()
     return summary
@@ -333,6 +336,7 @@ def deliver_due(
     batch_size: int = BATCH_SIZE,
     per_second: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_sent: Callable[[], object] | None = None,
 ) -> DeliverSummary:
     """Send everything due, batch after batch, over one transport session."""
     total = DeliverSummary()
@@ -347,6 +351,7 @@ def deliver_due(
                 limit=batch_size,
                 pace=pace,
                 should_stop=should_stop,
+                on_sent=on_sent,
             )
             if batch is None:
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -48,6 +49,7 @@ def run_digest(
     to: str | None = None,
     dry_run: bool = False,
     transport: Transport | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> DigestSummary:
     """Plan every due digest and send what is due (including earlier retries).
 
@@ -76,8 +78,16 @@ def run_digest(
     summary = DigestSummary(planned=planned.planned, skipped=planned.skipped)
     if dry_run:
         return summary
+    # ``progress(total)`` is called once with the number planned, then ``progress(1)`` per
+    # message sent (the CLI's progress bar).
+    if progress:
+        progress(-planned.planned)
     delivered: DeliverSummary = deliver_due(
-        factory, settings, transport or transport_from_url(settings.mail_url), now=lambda: now
+        factory,
+        settings,
+        transport or transport_from_url(settings.mail_url),
+        now=lambda: now,
+        on_sent=(lambda: progress(1)) if progress else None,
     )
     summary.sent = delivered.sent
     summary.failed = delivered.failed

@@ -338,3 +338,26 @@ def test_later_skipped_periods_stay_skipped(factory: sessionmaker[Session]) -> N
         assert (again.planned, again.already) == (0, 1)
         nxt = plan(s, now=T0 + timedelta(days=1), day=date(2026, 7, 31))
         assert nxt.planned == 1
+
+
+def test_digest_run_reports_progress_per_message(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    _setup_one_unplanned = [f"p{i}@example.org" for i in range(3)]
+    with session_scope(factory) as s:
+        for a in _setup_one_unplanned:
+            factories.subscriber(s, a, "diffusion", now=T0 - timedelta(days=1))
+        ingest_bytes(s, DUMP_000, source="000", now=T0)
+    calls: list[int] = []
+    from newsletter.digest.send import MemoryTransport
+
+    summary = run_digest(
+        factory,
+        settings_for(tmp_path),
+        now=T0 + timedelta(hours=3),
+        day=date(2026, 7, 30),
+        transport=MemoryTransport(),
+        progress=calls.append,
+    )
+    assert summary.sent == 3
+    assert calls == [-3, 1, 1, 1]  # the total first, then one tick per message sent

@@ -5,6 +5,7 @@ Every command is documented in README.md; ``tests/test_docs.py`` fails when one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -430,19 +431,8 @@ def _progress(items: list[str], label: str, quiet: bool) -> Any:
     return (
         click.progressbar(items, label=label, file=sys.stderr if show else None)
         if show
-        else _Plain(items)
+        else contextlib.nullcontext(items)
     )
-
-
-class _Plain:
-    def __init__(self, items: list[str]) -> None:
-        self.items = items
-
-    def __enter__(self) -> list[str]:
-        return self.items
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main() -> None:

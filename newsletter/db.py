@@ -97,6 +97,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
+def insert_ignoring_conflicts(
+    session: Session, model: type[Base], index_elements: list[str]
+) -> Any:
+    """``INSERT … ON CONFLICT (index_elements) DO NOTHING`` for the session's dialect
+    (PostgreSQL or SQLite): a row another writer stored meanwhile is left as it is."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    return ins(model).on_conflict_do_nothing(index_elements=index_elements)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -17,10 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from newsletter.db import insert_ignoring_conflicts
 from newsletter.digest.models import Delivery
 from newsletter.errors import QueryError
 from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
@@ -120,10 +119,8 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     Returns the subscriber ids whose row this call inserted.
     """
     inserted: set[int] = set()
-    dialect = session.get_bind().dialect.name
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
     for i in range(0, len(rows), INSERT_CHUNK):
-        stmt = ins(Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+        stmt = insert_ignoring_conflicts(session, Delivery, ["subscriber_id", "period"])
         result = session.execute(stmt.returning(Delivery.subscriber_id), rows[i : i + INSERT_CHUNK])
         inserted.update(result.scalars())
     return inserted

@@ -68,7 +68,7 @@ def run_digest(
             session,
             now=now,
             day=day,
-            force=force or day is not None,
+            force=force,
             max_papers=settings.max_papers,
             send_empty=settings.send_empty,
             only=only,

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.db import session_scope, utcnow
+from newsletter.db import insert_ignoring_conflicts, session_scope, utcnow
 from newsletter.errors import FetchError, RejectedInput
 from newsletter.papers.fetch import Fetched, fetch_url, read_path
 from newsletter.papers.identity import keys_for
@@ -145,17 +143,8 @@ def _lookup_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:
 
 def _insert_keys_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert key rows; a key another ingest stored meanwhile keeps its first paper."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = pg_insert(PaperKey).on_conflict_do_nothing(index_elements=["key"])
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(PaperKey).on_conflict_do_nothing(index_elements=["key"])
-    else:  # pragma: no cover - only the two supported dialects run
-        stmt = insert(PaperKey)
-    session.execute(stmt, rows)
+    if rows:
+        session.execute(insert_ignoring_conflicts(session, PaperKey, ["key"]), rows)
 
 
 def store_records(

@@ -27,6 +27,8 @@ def fold(text: str) -> str:
     result is recomposed (NFKC) so ligatures and full-width forms are folded too.
     Characters with no ASCII base (ß, ø, Greek) keep their folded form.
     """
+    if text.isascii():
+        return text.casefold()  # nothing to decompose or strip: the common case
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return unicodedata.normalize("NFKC", stripped).casefold()

@@ -88,3 +88,14 @@ def test_folding_a_word_again_changes_nothing(text: str) -> None:
     # The profile canonical form prints folded words; re-reading them must not drift.
     for word, _, _ in words(text):
         assert words(word) == [(word, 0, len(word))]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_fold_ascii_fast_path_equals_the_unicode_path(text: str) -> None:
+    import unicodedata
+
+    slow = unicodedata.normalize(
+        "NFKC",
+        "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)),
+    ).casefold()
+    assert fold(text) == slow

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.db import insert_ignoring_conflicts, session_scope, utcnow
@@ -129,9 +130,38 @@ def _serialise_ingests(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": INGEST_LOCK_ID})
 
 
+def _allocate_paper_ids(session: Session, n: int) -> list[int]:
+    """``n`` fresh paper ids, so new papers and their keys go in as two bulk inserts.
+
+    PostgreSQL takes them from the column's sequence (safe beside any other writer).
+    SQLite hands out ``max(id) + 1`` onwards: it has one writer at a time, and a writer
+    that raced ahead of this transaction's snapshot makes our write fail (busy snapshot
+    or primary-key conflict) and roll back, never store two papers under one id.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('papers', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        )
+        return [int(r[0]) for r in rows]
+    start = session.scalar(select(func.coalesce(func.max(Paper.id), 0))) or 0
+    return list(range(start + 1, start + 1 + n))
+
+
 def _lookup_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     unique = list(dict.fromkeys(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter instead of an IN-list of hundreds: PostgreSQL plans it
+        # once, as an index scan, however many keys the batch has.
+        rows = session.execute(
+            select(PaperKey.key, PaperKey.paper_id).where(
+                PaperKey.key == any_(bindparam("keys", unique, type_=ARRAY(String)))
+            )
+        )
+        return {k: pid for k, pid in rows}
     for i in range(0, len(unique), KEY_LOOKUP_CHUNK):
         chunk = unique[i : i + KEY_LOOKUP_CHUNK]
         rows = session.execute(
@@ -204,15 +234,18 @@ def store_records(
                 pending_by_key[k] = item
 
     if pending:
-        rows = [p.values | {"first_seen_at": now, "first_ingest_id": ingest_id} for p in pending]
-        # insertmanyvalues: one round trip per ~1000 rows on both dialects, ids returned
-        # in the order given.
-        ids = session.scalars(
-            insert(Paper).returning(Paper.id, sort_by_parameter_order=True), rows
-        ).all()
+        ids = _allocate_paper_ids(session, len(pending))
+        rows = []
         for item, pid in zip(pending, ids, strict=True):
             item.paper_id = pid
+            rows.append(
+                item.values | {"id": pid, "first_seen_at": now, "first_ingest_id": ingest_id}
+            )
             new_key_rows.extend({"key": k, "paper_id": pid} for k in item.keys)
+        # Ids are known beforehand, so this is a plain executemany that SQLAlchemy
+        # batches into multi-row INSERTs (insertmanyvalues). `RETURNING id` in
+        # parameter order would fall back to one statement per row on both dialects.
+        session.execute(insert(Paper.__table__), rows)
         summary.new = len(pending)
 
     _insert_keys_ignoring_conflicts(session, new_key_rows)

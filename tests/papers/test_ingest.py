@@ -147,6 +147,33 @@ def test_same_paper_twice_in_one_batch(factory: sessionmaker[Session]) -> None:
         assert _count(s, PaperKey) == 2
 
 
+def test_bulk_ids_and_keys_interleave_with_other_writers(factory: sessionmaker[Session]) -> None:
+    # store_records allocates ids itself (sequence on PostgreSQL, max + 1 on SQLite);
+    # a paper added through the ORM in between must neither collide nor be pointed at
+    # by the wrong keys.
+    with session_scope(factory) as s:
+        store_records(s, [PaperRecord(title=f"Batch one paper {i}") for i in range(3)], now=T0)
+    with session_scope(factory) as s:
+        s.add(
+            Paper(title="Added by hand", abstract="", authors=[], categories=[], first_seen_at=T0)
+        )
+    with session_scope(factory) as s:
+        summary = store_records(
+            s, [PaperRecord(title=f"Batch two paper {i}") for i in range(3)], now=T0
+        )
+    assert summary.new == 3
+    with factory() as s:
+        titles: dict[int, str] = {i: t for i, t in s.execute(select(Paper.id, Paper.title))}
+        assert len(titles) == 7
+        keyed = s.execute(select(PaperKey.paper_id)).scalars().all()
+        # Every key points at the paper whose title it fingerprints.
+        assert sorted(keyed) == sorted(i for i, t in titles.items() if t != "Added by hand")
+        assert {titles[i] for i in keyed} == {
+            *(f"Batch one paper {i}" for i in range(3)),
+            *(f"Batch two paper {i}" for i in range(3)),
+        }
+
+
 def test_detect_kind() -> None:
     assert detect_kind(b'<?xml version="1.0"?><feed>') == "feed"
     assert detect_kind(b"\xef\xbb\xbf  <rss version='2.0'>") == "feed"

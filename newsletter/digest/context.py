@@ -14,6 +14,7 @@ job (jinja2 autoescape); this module never produces markup.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -181,7 +182,21 @@ def clean_text(text: str) -> str:
 # --------------------------------------------------------------------------- papers
 
 
+#: Paper contexts kept per process (see ``_paper_fields``); a daily run shows about
+#: 40,000 distinct (paper, highlights) pairs.
+PAPER_CACHE_MAX = 50_000
+
+
 def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
+    return {"rank": rank, **_paper_fields(paper)}
+
+
+@functools.lru_cache(maxsize=PAPER_CACHE_MAX)
+def _paper_fields(paper: DigestPaper) -> dict[str, Any]:
+    """Everything of a paper's context but its rank, memoised: the same paper with
+    the same matches is in many digests of a run. The result is shared between
+    contexts, so contexts are read-only (nothing here or in the renderer changes one).
+    """
     # A title is shown from its start (cut at a word if absurdly long); the excerpt
     # is the window of the abstract around its first match.
     title_end = _window(paper.title, (), TITLE_CHARS)[1]
@@ -195,7 +210,6 @@ def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
     cut_start, cut_end = _clipped(paper.abstract, start, end) if excerpt else (False, False)
     links = _links(paper.arxiv_id, paper.url)
     return {
-        "rank": rank,
         "title": title,
         "title_text": "".join(s["text"] for s in title),
         "authors": _authors(paper.authors),

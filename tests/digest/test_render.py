@@ -652,3 +652,58 @@ def test_wrap_keeps_every_word_and_the_width(text: str, width: int) -> None:
         assert line.startswith("- " if i == 0 else "  ")
         if len(line) > width:
             assert len(line.split()) == (2 if i == 0 and line.startswith("- ") else 1)
+
+
+# ----------------------------------------------------------------------- card cache
+
+
+def _cards() -> Any:
+    return render._environment(True).globals["card"]
+
+
+def test_a_cached_card_is_the_card_rendered_afresh() -> None:
+    # The same papers at other ranks, in other digests, from JSON copies (no shared
+    # objects) and from warm caches: every email equals a render with empty caches.
+    papers = sample_papers()
+    contexts = [_digest(papers), _digest(papers[::-1]), _digest(papers[3:7])]
+    contexts += [json.loads(json.dumps(c)) for c in contexts]
+    _cards().clear()
+    cold = []
+    for context in contexts:
+        _cards().clear()
+        cold.append(render_email("digest", context))
+    warm = [render_email("digest", c) for c in contexts] + [
+        render_email("digest", c) for c in reversed(contexts)
+    ][::-1]
+    assert warm == cold + cold
+
+
+def test_papers_differing_in_anything_shown_never_share_a_card() -> None:
+    title = "Diffusion models for protein design"
+    base = _paper(title=title, title_spans=((0, 9),), matched=("diffusion",))
+    variants = [
+        base,
+        _paper(title=title, title_spans=((21, 28),), matched=("diffusion",)),  # other hit
+        _paper(title=title, title_spans=((0, 9),), matched=("Diffusion",)),  # term as written
+        _paper(title=title, title_spans=((0, 9),), matched=("diffusion",), arxiv_id=None),
+        _paper(title=title, title_spans=((0, 9),), matched=("diffusion",), authors=("B",)),
+    ]
+    _cards().clear()
+    htmls = [render_email("digest", _digest([p])).html for p in variants]
+    texts = [render_email("digest", _digest([p])).text for p in variants]
+    assert len(set(htmls)) == len(variants)
+    # The text part shows no highlight in titles: only the other-hit variant matches.
+    assert len(set(texts)) == len(variants) - 1 and texts[0] == texts[1]
+    # The rank is drawn outside the card: the same card serves any rank.
+    ranked = render_email("digest", _digest([variants[1], base])).text
+    assert "1.  Diffusion" in ranked and "2.  Diffusion" in ranked
+
+
+def test_a_card_cannot_use_the_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rank differs per digest; a card that used it would be cached wrongly.
+    cards = _cards()
+    monkeypatch.setattr(cards, "_templates", {})
+    template = render._environment(True).from_string("{{ paper['rank'] }}")
+    cards._templates["probe"] = template
+    with pytest.raises(Exception, match="rank"):
+        cards("probe", {"rank": 1, "title": []})

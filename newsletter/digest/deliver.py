@@ -10,14 +10,14 @@ share the outbox without waiting on each other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
@@ -147,7 +147,25 @@ def message_id(settings: Settings, delivery: Delivery) -> str:
     return f"<digest.{delivery.id}.{delivery.period}@{host}>"
 
 
-def digest_papers(delivery: Delivery, papers: dict[int, Paper]) -> list[DigestPaper]:
+class PaperFields(Protocol):
+    """What an email shows of a paper: a ``Paper`` or a row of those columns."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def abstract(self) -> str: ...
+    @property
+    def authors(self) -> list[str] | None: ...
+    @property
+    def arxiv_id(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+
+
+PaperMap = Mapping[int, PaperFields]
+
+
+def digest_papers(delivery: Delivery, papers: PaperMap) -> list[DigestPaper]:
     out = []
     for item in delivery.items:
         p = papers.get(item["paper_id"])
@@ -170,7 +188,7 @@ def digest_papers(delivery: Delivery, papers: dict[int, Paper]) -> list[DigestPa
 
 
 def render_delivery(
-    settings: Settings, delivery: Delivery, sub: Subscriber, papers: dict[int, Paper]
+    settings: Settings, delivery: Delivery, sub: Subscriber, papers: PaperMap
 ) -> Rendered:
     unsubscribe_url, preferences_url = manage_links(settings, sub)
     recipient = Recipient(
@@ -192,7 +210,7 @@ def render_delivery(
 
 
 def delivery_message(
-    settings: Settings, delivery: Delivery, sub: Subscriber, papers: dict[int, Paper]
+    settings: Settings, delivery: Delivery, sub: Subscriber, papers: PaperMap
 ) -> EmailMessage:
     rendered = render_delivery(settings, delivery, sub, papers)
     unsubscribe_url, _ = manage_links(settings, sub)
@@ -209,8 +227,9 @@ def delivery_message(
 
 def load_batch(
     session: Session, ids: Sequence[int]
-) -> tuple[list[Delivery], dict[int, Subscriber], dict[int, Paper]]:
-    """The deliveries, their subscribers and every paper they list: three queries."""
+) -> tuple[list[Delivery], dict[int, Subscriber], dict[int, PaperFields]]:
+    """The deliveries, their subscribers and every paper they list (as rows of the
+    columns an email shows): three queries."""
     deliveries = session.scalars(
         select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()
@@ -221,8 +240,24 @@ def load_batch(
         )
     }
     paper_ids = {item["paper_id"] for d in deliveries for item in d.items}
-    papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(paper_ids)))}
+    columns = (Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id, Paper.url)
+    papers: dict[int, PaperFields] = {
+        row.id: row for row in session.execute(select(*columns).where(Paper.id.in_(paper_ids)))
+    }
     return list(deliveries), subs, papers
+
+
+_MARK_SENT = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("row_id"))
+    .values(
+        status="sent",
+        sent_at=bindparam("sent_at"),
+        lease_until=None,
+        message_id=bindparam("message_id"),
+    )
+    .execution_options(synchronize_session=False)
+)
 
 
 def _still_wanted(sub: Subscriber | None) -> str | None:
@@ -317,8 +352,12 @@ def deliver_batch(
                 summary.failed += 1
                 summary.errors.append(f"{sub.email}: {exc}")
             else:
-                d.status, d.sent_at, d.lease_until = "sent", now(), None
-                d.message_id = msg["Message-ID"]
+                # The common case skips the unit of work: one UPDATE by primary key.
+                # (The Delivery object is not used again, so it may stay stale.)
+                session.execute(
+                    _MARK_SENT,
+                    {"row_id": d.id, "sent_at": now(), "message_id": message_id(settings, d)},
+                )
                 summary.sent += 1
                 if on_sent:
                     on_sent()

@@ -46,6 +46,7 @@ import math
 import os
 import re
 import smtplib
+import socket
 import ssl
 import sys
 import time
@@ -296,9 +297,34 @@ class _Envelope:
         return not all(address.isascii() for address in (self.sender, *self.recipients))
 
 
+# A stored header value that is one plain address, or one with a simple display name
+# ("Paper Digest <digest@example.org>"): what build_message writes for From and To.
+_ADDR: Final = r"[^\s<>@\"(),:;\\\[\]]+@[^\s<>@\"(),:;\\\[\]]+"
+_PLAIN_ADDRESS: Final = re.compile(_ADDR)
+_NAMED_ADDRESS: Final = re.compile(rf"[A-Za-z0-9 .'-]*<({_ADDR})>")
+
+
 def _addresses(msg: EmailMessage, *names: str) -> list[str]:
-    values = [str(value) for name in names for value in msg.get_all(name) or ()]
-    return [address for _display, address in getaddresses(values) if address]
+    """The addresses in the ``names`` headers, in that order. A stored value that is
+    one plain (or simply named) address is read as it is; anything else is parsed."""
+    found: list[str] = []
+    raw = list(msg.raw_items())
+    for name in names:
+        lower = name.lower()
+        for field, value in raw:
+            if field.lower() != lower:
+                continue
+            if type(value) is str:
+                if _PLAIN_ADDRESS.fullmatch(value):
+                    found.append(value)
+                    continue
+                named = _NAMED_ADDRESS.fullmatch(value)
+                if named:
+                    found.append(named.group(1))
+                    continue
+            parsed = str(msg.policy.header_fetch_parse(field, value))
+            found += [address for _display, address in getaddresses([parsed]) if address]
+    return found
 
 
 def _envelope_of(msg: EmailMessage, envelope_from: str | None = None) -> _Envelope:
@@ -434,6 +460,9 @@ class MaildirTransport(_Lifecycle):
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_MAILDIR) -> None:
         self.path = Path(path)
         self._box: mailbox.Maildir | None = None
+        self._count = 0
+        # Maildir names carry the host; "/" and ":" would break the name (maildir(5)).
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
     def open(self) -> None:
         self._mailbox()
@@ -445,11 +474,23 @@ class MaildirTransport(_Lifecycle):
         _envelope_of(msg)
         try:
             # Files in a Maildir use the local line ending, as every client expects.
-            self._mailbox().add(wire_bytes(msg, linesep="\n"))
+            self._deliver(wire_bytes(msg, linesep="\n"))
         except OSError as exc:
             raise TransientSendError(
                 None, f"cannot write to Maildir {self.path}: {exc.strerror or exc}"
             ) from exc
+
+    def _deliver(self, data: bytes) -> None:
+        """Write ``data`` to ``tmp/`` under a unique name, then move it into ``new/``
+        (as ``mailbox.Maildir.add`` does, without its per-message bookkeeping)."""
+        self._mailbox()
+        self._count += 1
+        now = time.time()
+        name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{self._count}.{self._host}"
+        tmp = self.path / "tmp" / name
+        with open(tmp, "xb") as out:
+            out.write(data)
+        os.rename(tmp, self.path / "new" / name)
 
     def _mailbox(self) -> mailbox.Maildir:
         if self._box is None:

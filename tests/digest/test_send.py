@@ -587,6 +587,47 @@ def test_maildir_write_failure_is_transient(tmp_path: Path) -> None:
         MaildirTransport(tmp_path / "file").send(make_message())
 
 
+def test_maildir_names_are_unique_and_tmp_is_left_empty(tmp_path: Path) -> None:
+    # Two transports in one process and second: names must still differ.
+    with MaildirTransport(tmp_path) as first, MaildirTransport(tmp_path) as second:
+        for n in range(50):
+            (first if n % 2 else second).send(make_message(n))
+    assert len(set((tmp_path / "new").iterdir())) == 50
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sender=st.sampled_from(
+        [
+            "digest@example.org",
+            "Paper Digest <digest@example.org>",
+            '"Digest, Papers" <digest@example.org>',
+            "Grüße <gruss@example.org>",
+            "digest@example.org (Paper Digest)",
+        ]
+    ),
+    to=st.lists(
+        st.sampled_from(
+            ["a@example.org", "B <b@example.org>", "c@exämple.org", "d.e+f@example.co.uk"]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_envelope_reads_addresses_like_the_stdlib(sender: str, to: list[str]) -> None:
+    from email.utils import getaddresses
+
+    from newsletter.digest.send import _addresses
+
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    expected = [a for _, a in getaddresses([str(v) for v in msg.get_all("From") or ()]) if a]
+    expected += [a for _, a in getaddresses([str(v) for v in msg.get_all("To") or ()]) if a]
+    assert _addresses(msg, "From", "To") == expected
+
+
 def test_console_transport_writes_readable_text() -> None:
     stream = io.StringIO()
     with ConsoleTransport(stream) as transport:

@@ -21,11 +21,10 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import insert_ignoring_conflicts
 from newsletter.digest.models import Delivery
-from newsletter.errors import QueryError
 from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
 from newsletter.papers.models import Paper
 from newsletter.subscribers.models import Subscriber
-from newsletter.subscribers.query import CompiledProfile, compile_profile
+from newsletter.subscribers.query import CompiledProfile, compile_many
 
 # Marks a row that re-plans a period skipped earlier (an UPDATE, not an INSERT).
 REPLAN = "_replan"
@@ -127,13 +126,26 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
 
 
 def _item(m: Match) -> dict[str, Any]:
+    # Tuples are stored as JSON arrays, so they come back as the lists they were.
     return {
         "paper_id": m.paper_key,
         "score": round(m.score, 4),
-        "matched": list(m.matched),
-        "title_spans": [list(s) for s in m.title_spans],
-        "abstract_spans": [list(s) for s in m.abstract_spans],
+        "matched": m.matched,
+        "title_spans": m.title_spans,
+        "abstract_spans": m.abstract_spans,
     }
+
+
+class _Items(dict[int, tuple[Match, dict[str, Any]]]):
+    """Match → its outbox item, once per Match object: the matcher hands the same
+    Match to every subscriber whose clause selected that paper. Keyed by identity;
+    each entry keeps its Match alive, so an id cannot be reused meanwhile."""
+
+    def of(self, m: Match) -> dict[str, Any]:
+        entry = self.get(id(m))
+        if entry is None:
+            entry = self[id(m)] = (m, _item(m))
+        return entry[1]
 
 
 def plan(
@@ -162,7 +174,10 @@ def plan(
         send_empty=send_empty,
         only=only,
     )
-    fresh = [r for r in rows if not r.pop(REPLAN)]
+    fresh: list[dict[str, Any]] = []
+    replans: list[dict[str, Any]] = []
+    for row in rows:
+        (replans if row.pop(REPLAN) else fresh).append(row)
     inserted = _insert_ignoring_duplicates(session, fresh)
     for row in fresh:
         if row["subscriber_id"] not in inserted:
@@ -171,8 +186,8 @@ def plan(
             summary.skip(row["skip_reason"])
         else:
             summary.planned += 1
-    worth = [r for r in rows if r not in fresh and not r["skip_reason"]]
-    summary.already += len(rows) - len(fresh) - len(worth)
+    worth = [r for r in replans if not r["skip_reason"]]
+    summary.already += len(replans) - len(worth)
     summary.planned += _replan_skipped(session, worth)
     return summary
 
@@ -257,6 +272,8 @@ def plan_rows(
         )
     )
 
+    # Every due profile compiled at once (each distinct text once, the GC paused).
+    compiled_by_text = compile_many(sub.profile for sub in subscribers if sub.id in periods)
     todo: list[tuple[Subscriber, str, datetime, CompiledProfile | None]] = []
     replan: set[int] = set()
     for sub in subscribers:
@@ -278,10 +295,8 @@ def plan_rows(
         start = start or _first_window_start(sub, ingest_times)
         if start.tzinfo is None:  # an aggregate can come back without its type's zone
             start = start.replace(tzinfo=UTC)
-        try:
-            compiled: CompiledProfile | None = compile_profile(sub.profile)
-        except QueryError:
-            compiled = None
+        found = compiled_by_text.get(sub.profile)
+        compiled = found if isinstance(found, CompiledProfile) else None
         todo.append((sub, period, min(start, now), compiled))
     if not todo:
         return [], summary
@@ -300,6 +315,7 @@ def plan_rows(
     matched = match_many(profiles, index)
 
     rows: list[dict[str, Any]] = []
+    items = _Items()
     for sub, period, start, compiled in todo:
         in_window = [m for m in matched.get(sub.id, []) if seen_at[m.paper_key] >= start]
         reason = "the profile does not parse" if compiled is None else None
@@ -312,7 +328,7 @@ def plan_rows(
                 "status": "skipped" if reason else "planned",
                 "window_start": start,
                 "window_end": now,
-                "items": [_item(m) for m in kept],
+                "items": [items.of(m) for m in kept],
                 "more_count": len(in_window) - len(kept),
                 "profile": sub.profile,
                 "planned_at": now,

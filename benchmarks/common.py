@@ -62,6 +62,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def children_peak_rss_mb() -> float:
+    """Peak resident memory of the largest finished child process, in MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def format_table(rows: list[Row]) -> str:
     """A plain-text table, one row per measurement, ratio column = ours vs baseline."""
     headers = ["benchmark", "ours", "baseline", "×", "unit", "target", "note"]

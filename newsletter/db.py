@@ -6,6 +6,7 @@ Services take a Session and never commit; the entry point owns the transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -80,6 +81,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class JSONText(str):
+    """A value for a JSON column that is already JSON text: stored as it is.
+
+    For bulk writers that build the same JSON fragment for many rows (the planner's
+    outbox items) and would otherwise pay to serialise it again for every row.
+    """
+
+    __slots__ = ()
+
+
+def _json_serializer(value: Any) -> str:
+    if type(value) is JSONText:
+        return str(value)
+    return json.dumps(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An Engine for ``url``; for SQLite, creates the parent folder and sets pragmas."""
     parsed = make_url(url)
@@ -88,13 +105,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if db and db != ":memory:" and not db.startswith("file:"):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            json_serializer=_json_serializer,
+            **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    return create_engine(parsed, pool_pre_ping=True, json_serializer=_json_serializer, **kwargs)
 
 
 def insert_ignoring_conflicts(

@@ -9,6 +9,7 @@ once, one paper index per run, then every profile matched against it.
 from __future__ import annotations
 
 import bisect
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.db import insert_ignoring_conflicts
+from newsletter.db import JSONText, insert_ignoring_conflicts
 from newsletter.digest.models import Delivery
 from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
 from newsletter.papers.models import Paper
@@ -176,7 +177,9 @@ def plan(
     )
     fresh: list[dict[str, Any]] = []
     replans: list[dict[str, Any]] = []
+    encoded: dict[int, str] = {}
     for row in rows:
+        row["items"] = _items_json(row["items"], encoded)
         (replans if row.pop(REPLAN) else fresh).append(row)
     inserted = _insert_ignoring_duplicates(session, fresh)
     for row in fresh:
@@ -190,6 +193,19 @@ def plan(
     summary.already += len(replans) - len(worth)
     summary.planned += _replan_skipped(session, worth)
     return summary
+
+
+def _items_json(items: list[dict[str, Any]], encoded: dict[int, str]) -> JSONText:
+    """A row's items as JSON text, each item encoded once per plan (items are shared
+    between the rows of subscribers who got the same match; ``encoded`` is keyed by
+    their identity, and they stay alive in the rows meanwhile)."""
+    parts = []
+    for item in items:
+        text = encoded.get(id(item))
+        if text is None:
+            text = encoded[id(item)] = json.dumps(item)
+        parts.append(text)
+    return JSONText("[" + ",".join(parts) + "]")
 
 
 def _replan_skipped(session: Session, rows: list[dict[str, Any]]) -> int:

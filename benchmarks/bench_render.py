@@ -176,7 +176,7 @@ def _clear_caches() -> None:
     from newsletter.digest.render import _environment
 
     _paper_fields.cache_clear()
-    _environment(True).globals["card"].clear()
+    _environment(True).filters["card"].clear()
 
 
 def run(quick: bool = False) -> list[Row]:

@@ -136,6 +136,16 @@ def _kind_weight(term: Term) -> float:
     return PREFIX_WEIGHT if term.prefix else WORD_WEIGHT
 
 
+def _merge_merged(parts: list[tuple[Span, ...]]) -> tuple[Span, ...]:
+    """``_merge`` of the spans of ``parts``, each non-empty and merged already: the
+    one part as is when there is only one (the usual case)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return ()
+    return _merge([span for part in parts for span in part])
+
+
 def _merge(spans: list[Span]) -> tuple[Span, ...]:
     """Sort and merge overlapping or touching spans."""
     if len(spans) < 2:
@@ -155,21 +165,20 @@ def _merge(spans: list[Span]) -> tuple[Span, ...]:
 class _Ranked(NamedTuple):
     """What a clause (or a term on its own) selects in one batch.
 
-    ``bits``: the papers; ``papers`` / ``matches``: paper indices and their Matches,
-    best first; ``by_paper``: paper index → Match; ``contributing``: (term, papers)
+    ``bits``: the papers; ``matches``: their Matches, best first; ``by_paper``: paper
+    index → Match; ``contributing``: (term, papers)
     for every included term that made the clause true, in profile order; ``keys``:
     the ``Term.key`` of those terms.
     """
 
     bits: int
-    papers: list[int]
     matches: list[Match]
     by_paper: dict[int, Match]
     contributing: list[tuple[Term, int]]
     keys: frozenset[str]
 
 
-_NOTHING: Final = _Ranked(0, [], [], {}, [], frozenset())
+_NOTHING: Final = _Ranked(0, [], {}, [], frozenset())
 
 # (score contribution, title spans, abstract spans) of one term in one paper
 _Details = tuple[float, tuple[Span, ...], tuple[Span, ...]]
@@ -206,9 +215,13 @@ class PaperIndex:
         self._words: dict[str, list[list[tuple[str, int, int]]]] = {f: [] for f in _FIELDS}
         self._term_memo: dict[str, int] = {}
         self._prefix_memo: dict[tuple[str, str], list[str]] = {}
+        self._word_positions_memo: dict[tuple[str, int], dict[str, list[int]]] = {}
         self._details_memo: dict[tuple[str, int], _Details] = {}
         self._singles: dict[tuple[str, str], _Ranked] = {}
-        self._clauses: dict[int, tuple[Expr, _Ranked]] = {}
+        # Clause results by the identity of the clause object; ``_clause_nodes`` keeps
+        # every memoised object alive, so no other object can take its identity.
+        self._clauses: dict[int, _Ranked] = {}
+        self._clause_nodes: list[Expr] = []
         self._combined: dict[tuple[int, ...], Match] = {}
         with paused_gc():
             for i, paper in enumerate(self.papers):
@@ -295,10 +308,32 @@ class PaperIndex:
     def _positions(self, term: Term, k: int, field: str, paper: int) -> list[int]:
         """Positions in ``field`` of ``paper`` of a token matching word ``k``."""
         if term.prefix and k == len(term.stems) - 1:
-            prefix = term.stems[k]
-            stream = self._words[field][paper]
-            return [p for p, (w, _, _) in enumerate(stream) if w.startswith(prefix)]
+            # The batch's words with that prefix, looked up in the paper's words:
+            # cheaper than testing every token of the paper with startswith.
+            at = self._word_positions(field, paper)
+            found: list[int] = []
+            for word in self._prefix_words(field, term.stems[k]):
+                positions = at.get(word)
+                if positions is not None:
+                    found += positions
+            found.sort()
+            return found
         return self._postings[field].get(term.stems[k], {}).get(paper, [])
+
+    def _word_positions(self, field: str, paper: int) -> dict[str, list[int]]:
+        """Folded word → its positions in ``field`` of ``paper`` (built on first use,
+        for prefixes)."""
+        found = self._word_positions_memo.get((field, paper))
+        if found is None:
+            found = {}
+            for pos, (word, _, _) in enumerate(self._words[field][paper]):
+                positions = found.get(word)
+                if positions is None:
+                    found[word] = [pos]
+                else:
+                    positions.append(pos)
+            self._word_positions_memo[(field, paper)] = found
+        return found
 
     def occurrences(self, term: Term, paper: int, field: str) -> list[int]:
         """Sorted token positions in ``field`` of ``paper`` where ``term`` starts."""
@@ -368,16 +403,21 @@ class PaperIndex:
         if type(node) is Term:
             found = self._term_memo.get(node.key)
             return found if found is not None else self.term_bits(node)
+        memo_get = self._term_memo.get  # the Term case inlined below: children are mostly terms
         if type(node) is And:
             acc = self.all
             negated: list[Expr] = []
             # Intersect the inclusions first: they are usually small and empty
             # early, which saves evaluating the exclusions at all.
             for child in node.children:
-                if type(child) is Not:
+                if type(child) is Term:
+                    found = memo_get(child.key)
+                    acc &= found if found is not None else self.term_bits(child)
+                elif type(child) is Not:
                     negated.append(child.child)
                     continue
-                acc &= self.bits(child)
+                else:
+                    acc &= self.bits(child)
                 if not acc:
                     return 0
             for child in negated:
@@ -388,7 +428,11 @@ class PaperIndex:
         if type(node) is Or:
             acc = 0
             for child in node.children:
-                acc |= self.bits(child)
+                if type(child) is Term:
+                    found = memo_get(child.key)
+                    acc |= found if found is not None else self.term_bits(child)
+                else:
+                    acc |= self.bits(child)
             return acc
         assert type(node) is Not
         return self.all & ~self.bits(node.child)
@@ -437,9 +481,9 @@ class PaperIndex:
         profile with that clause text (the compiler's caches), so a popular clause is
         evaluated once per batch; equal but distinct objects are evaluated again.
         """
-        entry = self._clauses.get(id(node))
-        if entry is not None and entry[0] is node:
-            return entry[1]
+        found = self._clauses.get(id(node))
+        if found is not None:
+            return found
         if type(node) is Term:
             found = self.singles(node)
         else:
@@ -450,7 +494,8 @@ class PaperIndex:
                 contributing: list[tuple[Term, int]] = []
                 self.contributing(node, bits, contributing)
                 found = _ranked(self.combine_terms(contributing, bits), contributing, bits)
-        self._clauses[id(node)] = (node, found)
+        self._clause_nodes.append(node)
+        self._clauses[id(node)] = found
         return found
 
     def combine_terms(self, contributing: list[tuple[Term, int]], papers: int) -> dict[int, Match]:
@@ -480,18 +525,20 @@ class PaperIndex:
                 out[paper] = self.singles(terms[0]).by_paper[paper]
                 continue
             score = 0.0
-            title: list[Span] = []
-            abstract: list[Span] = []
+            titles: list[tuple[Span, ...]] = []
+            abstracts: list[tuple[Span, ...]] = []
             labels: list[str] = []
             for term in terms:
                 weight, title_spans, abstract_spans = self.details(term, paper)
                 score += weight
-                title += title_spans
-                abstract += abstract_spans
+                if title_spans:
+                    titles.append(title_spans)
+                if abstract_spans:
+                    abstracts.append(abstract_spans)
                 if term.written not in labels:
                     labels.append(term.written)
             out[paper] = self.make_match(
-                paper, score, tuple(labels), _merge(title), _merge(abstract)
+                paper, score, tuple(labels), _merge_merged(titles), _merge_merged(abstracts)
             )
         return out
 
@@ -510,23 +557,25 @@ class PaperIndex:
 
     def _combine_clauses(self, paper: int, matches: list[Match]) -> Match:
         labels: list[str] = []
-        title: list[Span] = []
-        abstract: list[Span] = []
+        titles: list[tuple[Span, ...]] = []
+        abstracts: list[tuple[Span, ...]] = []
         score = 0.0
         for match in matches:
             score += match.score
-            title += match.title_spans
-            abstract += match.abstract_spans
+            if match.title_spans:
+                titles.append(match.title_spans)
+            if match.abstract_spans:
+                abstracts.append(match.abstract_spans)
             labels += [label for label in match.matched if label not in labels]
-        return self.make_match(paper, score, tuple(labels), _merge(title), _merge(abstract))
+        return self.make_match(
+            paper, score, tuple(labels), _merge_merged(titles), _merge_merged(abstracts)
+        )
 
 
 def _ranked(by_paper: dict[int, Match], contributing: list[tuple[Term, int]], bits: int) -> _Ranked:
-    papers = sorted(by_paper, key=lambda p: by_paper[p].rank)
     return _Ranked(
         bits,
-        papers,
-        [by_paper[p] for p in papers],
+        sorted(by_paper.values(), key=_BY_RANK),
         by_paper,
         contributing,
         frozenset(t.key for t, _ in contributing),
@@ -540,40 +589,45 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
     results: list[_Ranked] = []
     selected = multi = 0
     for node in tree.clauses:
-        entry = memo_get(id(node))  # index.clause(node), inlined for the hot path
-        result = entry[1] if entry is not None and entry[0] is node else index.clause(node)
-        if result.bits:
+        # index.clause(node), inlined for the hot path (see PaperIndex._clauses)
+        result = memo_get(id(node)) or index.clause(node)
+        bits = result.bits
+        if bits:
             results.append(result)
-            multi |= selected & result.bits
-            selected |= result.bits
-    for excluded in tree.excluded:
-        if not selected:
-            break
-        selected &= ~index.bits(excluded)
+            multi |= selected & bits
+            selected |= bits
     if not selected:
         return []
+    chosen = selected  # before exclusions
+    for excluded in tree.excluded:
+        selected &= ~index.bits(excluded)
+        if not selected:
+            return []
+
+    if not multi and selected == chosen:
+        # The common case: every clause keeps all its matches, each paper comes from
+        # one clause, and each clause's list is ranked already.
+        if len(results) == 1:
+            return list(results[0].matches)
+        out: list[Match] = []
+        for result in results:
+            out += result.matches
+        out.sort(key=_BY_RANK)
+        return out
 
     # A paper selected by one clause gets that clause's Match as is; a paper selected
-    # by several gets one Match combining them.
-    multi &= selected
-    out: list[Match] = []
-    pieces = 0
-    ranked = True  # one clause's whole list is ranked already
+    # by several gets one Match combining them. Collected by paper index with dict
+    # operations, so only the excluded and the shared papers cost a Python step.
+    by_paper: dict[int, Match] = {}
     for result in results:
-        own = result.bits & selected & ~multi
-        if own:
-            pieces += 1
-            if own == result.bits:
-                out += result.matches
-            else:
-                ranked = False
-                by_paper = result.by_paper
-                while own:  # the set bits, inlined: this loop is hot
-                    low = own & -own
-                    out.append(by_paper[low.bit_length() - 1])
-                    own ^= low
+        by_paper.update(result.by_paper)
+    removed = chosen & ~selected
+    while removed:  # the set bits, inlined
+        low = removed & -removed
+        del by_paper[low.bit_length() - 1]
+        removed ^= low
+    multi &= selected
     if multi:
-        ranked = False
         hits = [r for r in results if r.bits & multi]
         keys: set[str] = set()
         disjoint = True
@@ -581,14 +635,20 @@ def match_profile(profile: CompiledProfile, index: PaperIndex) -> list[Match]:
             disjoint = disjoint and keys.isdisjoint(result.keys)
             keys |= result.keys
         if disjoint:
+            combined_get = index._combined.get
+            gets = [r.by_paper.get for r in hits]
             for paper in _indices(multi):
-                clause_matches = [r.by_paper[paper] for r in hits if r.bits >> paper & 1]
-                out.append(index.combine_clauses(paper, clause_matches))
+                clause_matches = [m for get in gets if (m := get(paper)) is not None]
+                # index.combine_clauses, its memo lookup inlined
+                found = combined_get(tuple(map(id, clause_matches)))
+                if found is None:
+                    found = index.combine_clauses(paper, clause_matches)
+                by_paper[paper] = found
         else:  # a term in two clauses must count once: combine at the term level
             contributing = [c for r in hits for c in r.contributing]
-            out += index.combine_terms(contributing, multi).values()
-    if pieces > 1 or not ranked:
-        out.sort(key=_BY_RANK)
+            by_paper.update(index.combine_terms(contributing, multi))
+    out = list(by_paper.values())
+    out.sort(key=_BY_RANK)
     return out
 
 

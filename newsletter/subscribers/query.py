@@ -612,7 +612,7 @@ class _ClauseCache(dict[str, Expr]):
 _CLAUSE_CACHE_MAX: Final = 200_000
 _clause_cache = _ClauseCache()
 # The cached parts whose clause matches empty (exclusion clauses, mostly): only a
-# profile containing one needs the full assembly with positions.
+# profile containing one needs assembling (hoisting, contradiction checks).
 _empty_parts: set[str] = set()
 # Held while a profile's clauses are looked up (and parsed into the caches), so that
 # another thread cannot clear the caches in between.
@@ -635,16 +635,38 @@ def _split(text: str) -> Profile:
             _clause_cache.clear()
             _empty_parts.clear()
         nodes = list(map(_clause_cache.__getitem__, parts))
-        plain = not _empty_parts or _empty_parts.isdisjoint(parts)
-    if plain:
-        return Profile(tuple(nodes))
-    clauses: list[tuple[Expr, bool, int]] = []
-    offset = 0
-    for part, node in zip(parts, nodes, strict=True):
-        start = offset + len(part) - len(part.lstrip())
-        clauses.append((node, part in _empty_parts, start))
-        offset += len(part) + 1
-    return _assemble(clauses)
+        if not _empty_parts or _empty_parts.isdisjoint(parts):
+            return Profile(tuple(nodes))
+        empty = list(map(_empty_parts.__contains__, parts))
+    # What ``_assemble`` does, without positions: on any problem the whole-text
+    # parse reports it. Only the hoisting and the contradiction check are needed.
+    positive: list[Expr] = []
+    excluded: list[Expr] = []
+    for node, hoisted in zip(nodes, empty, strict=True):
+        if not hoisted:
+            positive.append(node)
+        elif type(node) is Not:
+            excluded.append(node.child)
+        elif type(node) is And and all(type(c) is Not for c in node.children):
+            excluded += [c.child for c in node.children if isinstance(c, Not)]
+        else:
+            raise _Unsplittable
+    if not positive:
+        raise _Unsplittable
+    # An exclusion can rule out a required term only if its first stem is one of
+    # that term's stems (see ``_covers``): check those pairs alone.
+    firsts = {x.stems[0] for x in excluded if type(x) is Term and not x.prefix}
+    if firsts:
+        pairs = [(x, 0) for x in excluded]
+        for node in positive:
+            required = node.children if type(node) is And else (node,)
+            for req in required:
+                if type(req) is Term and not firsts.isdisjoint(req.stems):
+                    try:
+                        _check_contradiction([(req, 0)], pairs)
+                    except QueryError:
+                        raise _Unsplittable from None
+    return Profile(tuple(positive), tuple(excluded))
 
 
 # A clause of words and exclusions only (no quotes, groups, fields, prefixes, OR or
@@ -659,6 +681,15 @@ def _parse_clause(clause: str) -> tuple[Expr, bool]:
     a comma-split group), and ``QueryError`` for a problem in it."""
     if _NEEDS_PARSER.search(clause) is None:
         return _parse_plain(clause)
+    found = _parse_simple(clause)
+    if found is not None:
+        return found
+    return _parse_clause_full(clause)
+
+
+def _parse_clause_full(clause: str) -> tuple[Expr, bool]:
+    """``_parse_clause`` through the lexer and parser: the definition the fast
+    paths (``_parse_plain``, ``_parse_simple``) must agree with."""
     lexemes = _lex(clause)
     parser = _Parser(clause, lexemes)
     node = parser.parse_conj(None)
@@ -666,6 +697,108 @@ def _parse_clause(clause: str) -> tuple[Expr, bool]:
         raise _Unsplittable
     # Without a NOT nothing can match empty; most clauses have none.
     return node, any(lx[0] == "not" for lx in lexemes) and matches_empty(node)
+
+
+# The items of a clause for ``_parse_simple``, one match each (leading whitespace
+# included): "(" / ")" / a term (a word, word*, "phrase" or "phrase"*, maybe after
+# "-" and a field, and ending where the lexer's word would) / any other character,
+# which sends the clause to the parser. Narrower than the lexer on purpose: no ":"
+# or "*" inside a word, no word starting with "-", no space after a field. The field
+# names are spelled out, not matched with IGNORECASE, which would also take "ſ".
+_SIMPLE_ITEM = re.compile(
+    r"""
+    \s*(?:
+      (\()|(\))
+    | (-)?(?:([Tt][Ii]|[Aa][Bb][Ss]|[Aa][Uu]):)?
+      (?:"([^"]*)"(\*?)|([^\s"(),:*-][^\s"(),:*]*)(\*?))
+      (?=[\s)]|\Z)
+    | (\S)
+    )
+    """,
+    re.VERBOSE,
+)
+
+
+def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
+    """``_parse_clause`` without the lexer and parser for a clause of terms (words,
+    prefixes, phrases, each maybe fielded or negated), ``NOT``, ``OR``, ``AND`` and
+    groups of OR-ed terms without nesting: ``"graph neural" NOT survey``,
+    ``(gnn OR gcn) ti:molecul*``. None for anything else (nested or juxtaposed
+    inside a group, double negation, a field before a group, a misplaced keyword,
+    ...), which the parser then handles, errors included.
+    """
+    conj: list[Expr] = []  # the finished OR chains, ANDed
+    chain: list[Expr] = []  # the current OR chain
+    outer: list[Expr] | None = None  # the enclosing chain while inside "(...)"
+    outer_join = join = False  # the next term or group extends ``chain`` (after OR)
+    negate = False  # after NOT
+    excludes = False  # some "-" or NOT: then the clause may match empty
+    for lp, rp, minus, field, body, pstar, word, wstar, bad in _SIMPLE_ITEM.findall(clause):
+        if word and not wstar and word in _KEYWORDS:
+            if minus or field or negate:
+                return None
+            if word == "NOT":
+                negate = excludes = True
+            elif join or not chain:  # OR/AND with nothing before it
+                return None
+            elif word == "OR":
+                join = True
+            elif outer is not None:  # AND inside a group
+                return None
+            else:  # AND: as if it were not there
+                conj.append(_flatten(Or, chain))
+                chain = []
+            continue
+        if bad:
+            return None
+        node: Expr
+        if lp:
+            if outer is not None or negate:
+                return None
+            outer, outer_join, chain, join = chain, join, [], False
+            continue
+        if rp:
+            if outer is None or join or negate or not chain:
+                return None
+            node = _flatten(Or, chain)
+            chain, join, outer = outer, outer_join, None
+        else:
+            name: FieldName | None = None
+            if field:
+                lowered = field.lower()
+                name = "ti" if lowered == "ti" else "abs" if lowered == "abs" else "au"
+            if word:
+                node = _make_term("word", word, wstar == "*", name, 0)
+            else:
+                node = _make_term("phrase", body, pstar == "*", name, 0)
+            if minus:
+                if negate:
+                    return None
+                node = Not(node)
+                excludes = True
+            elif negate:
+                node = Not(node)
+            negate = False
+        if join:
+            chain.append(node)
+            join = False
+        else:
+            if chain:  # juxtaposition: AND
+                if outer is not None:
+                    return None
+                conj.append(_flatten(Or, chain))
+            chain = [node]
+    if outer is not None or join or negate or not chain:
+        return None
+    conj.append(_flatten(Or, chain))
+    if len(conj) == 1:
+        node = conj[0]
+    else:
+        node = And(tuple(conj))  # no child is an And: nothing to flatten
+        excluded = [(c.child, 0) for c in conj if isinstance(c, Not)]
+        if excluded:
+            _check_contradiction([(c, 0) for c in conj if not isinstance(c, Not)], excluded)
+    return node, excludes and matches_empty(node)
 
 
 def _parse_plain(clause: str) -> tuple[Expr, bool]:
@@ -786,6 +919,14 @@ def paused_gc() -> Iterator[None]:
     at a quarter to a third of the matching benchmark. Reference counting still frees
     whatever dies. The previous state is restored; a collector found paused (by
     another thread) is left paused.
+
+    On the way out, what the build left in the young generations is moved to the
+    oldest one as is (``gc.freeze()`` then ``gc.unfreeze()``, two list splices):
+    otherwise the first allocation after re-enabling collects the young generation,
+    which is now the whole build, and then the next generation again (0.1–0.2 s each
+    for the benchmark's compiled profiles or matches). Garbage cycles among those
+    objects, if any, are still found by the next full collection. Skipped when
+    something else has frozen objects, which ``unfreeze`` would release.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -793,6 +934,9 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

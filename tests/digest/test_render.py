@@ -658,7 +658,7 @@ def test_wrap_keeps_every_word_and_the_width(text: str, width: int) -> None:
 
 
 def _cards() -> Any:
-    return render._environment(True).globals["card"]
+    return render._environment(True).filters["card"]
 
 
 def test_a_cached_card_is_the_card_rendered_afresh() -> None:
@@ -706,4 +706,4 @@ def test_a_card_cannot_use_the_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     template = render._environment(True).from_string("{{ paper['rank'] }}")
     cards._templates["probe"] = template
     with pytest.raises(Exception, match="rank"):
-        cards("probe", {"rank": 1, "title": []})
+        cards({"rank": 1, "title": []}, "probe")

@@ -23,12 +23,14 @@ from newsletter.matching.match import (
     Match,
     MatchPaper,
     PaperIndex,
+    _merge,
+    _merge_merged,
     match_many,
     match_profile,
     reference_match,
 )
 from newsletter.papers.parse_dump import parse_dump
-from newsletter.subscribers.query import compile_profile
+from newsletter.subscribers.query import Term, compile_profile
 from tests.subscribers.test_query import profile_texts
 
 PAPERS = [
@@ -378,6 +380,40 @@ def test_indexed_matcher_equals_reference(texts_: list[str], papers: list[MatchP
                 assert flat == sorted(flat)  # sorted and non-overlapping
                 assert all(0 <= s < e <= len(text) for s, e in spans)
                 assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+
+
+_PREFIXES = st.sampled_from(
+    ["gra", "graph", "net", "networ", "equ", "equivarian", "sup", "cif", "xyz"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches(), _PREFIXES)
+def test_prefix_positions_are_the_tokens_starting_with_the_prefix(
+    papers: list[MatchPaper], prefix: str
+) -> None:
+    # Found through the batch vocabulary and each paper's word positions; by
+    # definition, every token of the field that starts with the prefix.
+    index = PaperIndex.build(papers)
+    term = compile_profile(f"{prefix}*").tree.clauses[0]
+    assert isinstance(term, Term)
+    for field in ("ti", "abs", "au"):
+        for paper in range(len(papers)):
+            stream = index._words[field][paper]
+            expected = [p for p, (word, _, _) in enumerate(stream) if word.startswith(prefix)]
+            assert index._positions(term, 0, field, paper) == expected
+
+
+_SPANS = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(1, 8)).map(lambda t: (t[0], t[0] + t[1])),
+    max_size=6,
+)
+
+
+@given(st.lists(_SPANS, max_size=4))
+def test_merging_spans_merged_already(parts: list[list[tuple[int, int]]]) -> None:
+    merged = [m for m in (_merge(list(part)) for part in parts) if m]
+    assert _merge_merged(merged) == _merge([span for part in parts for span in part])
 
 
 # --- The sample dumps, checked by hand -----------------------------------------------------

@@ -331,6 +331,130 @@ def test_parser_only_ever_raises_query_error(text: str) -> None:
     assert canonical(parse(printed)) == printed
 
 
+# The fast clause parsers (``_parse_plain``, ``_parse_simple``) against the lexer and
+# parser: the same tree, written spellings included (``repr`` shows them), the same
+# emptiness, or both refusing. A fast path may also decline (None) and leave the
+# clause to the parser.
+_CLAUSE_PIECES = st.sampled_from(
+    [
+        "graph",
+        "Graphs",
+        "networks",
+        "network",
+        "naïve",
+        "self-supervised",
+        "equivari*",
+        "Equi*",
+        "AND*",
+        "x*",
+        "or",
+        "not",
+        "x",
+        "CIFAR-10",
+        '"graph neural"',
+        '"Graph  Networks"',
+        '"neural net"*',
+        '""',
+        '"x"*',
+        "arXiv:2401.01",
+        "Re:",
+    ]
+)
+
+
+@st.composite
+def clause_texts(draw: st.DrawFn) -> str:
+    """One clause (no comma) of the shapes the fast paths take, and their near misses."""
+
+    def expr(level: int) -> str:
+        kind = draw(st.integers(0, 7 if level < 3 else 0))
+        if kind <= 1:
+            return draw(_CLAUSE_PIECES)
+        if kind == 2:
+            return draw(st.sampled_from(["ti:", "abs:", "au:", "Ti:", "ABS:", "ti: ", "foo:"])) + (
+                expr(level + 1)
+            )
+        if kind == 3:
+            return draw(st.sampled_from(["-", "NOT ", "- ", "--"])) + expr(level + 1)
+        if kind == 4:
+            return f"{expr(level + 1)} OR {expr(level + 1)}"
+        if kind == 5:
+            return draw(st.sampled_from(["({})", "( {} )", "({}", "{})"])).format(expr(level + 1))
+        if kind == 6:
+            return f"{expr(level + 1)} AND {expr(level + 1)}"
+        return f"{expr(level + 1)}{draw(st.sampled_from([' ', '  ', '', chr(9)]))}{expr(level + 1)}"
+
+    return expr(0).strip()
+
+
+def _clause_outcome(fn: Callable[[str], object], clause: str) -> object:
+    """repr of what ``fn`` returns; "refused" for a QueryError; None when it declines
+    (returns None, or raises ``_Unsplittable``: the caller parses the whole profile)."""
+    try:
+        found = fn(clause)
+    except QueryError:
+        return "refused"
+    except query._Unsplittable:
+        return None
+    return found if found is None else repr(found)
+
+
+@settings(max_examples=500)
+@given(st.one_of(clause_texts(), _NOISE.map(lambda t: t.replace(",", " ").strip())))
+@example('"graph neural" NOT survey')
+@example("(gnn OR Graph) ti:molecul* -abs:x")
+@example("a OR NOT b AND -c")
+@example("network -networks")
+@example("(x OR -y)")
+@example("-NOT a")
+@example("ti:-a b")
+@example("ab\u017f:x")  # long s: "ſ" is not a field letter, though it casefolds to "s"
+def test_fast_clause_parsers_agree_with_the_parser(clause: str) -> None:
+    if not clause:
+        return
+    expected = _clause_outcome(query._parse_clause_full, clause)
+    fast_paths: list[Callable[[str], object]] = [query._parse_simple, query._parse_clause]
+    if query._NEEDS_PARSER.search(clause) is None:
+        fast_paths.append(query._parse_plain)
+    for fast in fast_paths:
+        found = _clause_outcome(fast, clause)
+        if expected is None:  # not a clause on its own: no tree
+            assert found in (None, "refused"), fast
+        else:
+            assert found in (None, expected), fast
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        "diffusion",
+        '"graph neural networks"',
+        "ti:Graph",
+        'abs:"graph neural"*',
+        "equivari*",
+        "-ti:survey",
+        "(gnn OR gcn) molecules",
+        '(gnn OR "graph net"*) ti:molecul* NOT survey',
+        "a OR NOT b",
+        "a AND b",
+        "(a) b",
+    ],
+)
+def test_common_clauses_take_the_fast_path(clause: str) -> None:
+    found = query._parse_simple(clause)
+    assert found is not None
+    assert repr(found) == repr(query._parse_clause_full(clause))
+
+
+@settings(max_examples=300)
+@given(st.one_of(_NOISE, profile_texts()))
+@example("Graph, -Survey, graph -survey")
+def test_the_clause_cache_keeps_the_spelling(text: str) -> None:
+    # Terms compare without ``written``; the repr shows it.
+    result = _outcome(parse, text)
+    assert repr(result) == repr(_outcome(parse_whole, text))
+
+
 # --- Compiled profiles -----------------------------------------------------------------
 
 

@@ -127,7 +127,11 @@ def insert_ignoring_conflicts(
 
     dialect = session.get_bind().dialect.name
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    return ins(model).on_conflict_do_nothing(index_elements=index_elements)
+    # On the table, not the mapped class: a Core executemany batches rows into
+    # multi-row INSERTs and collects RETURNING rows once, where the ORM's bulk path
+    # re-splices its results batch after batch.
+    table = model.metadata.tables[model.__tablename__]
+    return ins(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

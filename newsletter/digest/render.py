@@ -35,7 +35,7 @@ import importlib.resources
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -263,7 +263,9 @@ def _environment(inline: bool) -> Environment:
     # The reference path renders every card every time, as a naive sender would.
     # A filter, not a global: jinja2 calls filters directly, globals through a
     # dispatcher that costs as much as a cache hit.
-    env.filters["card"] = _Cards(env, cached=inline)
+    cards = _Cards(env, cached=inline)
+    env.filters["card"] = cards
+    env.filters["cards"] = cards.many
     return env
 
 
@@ -294,6 +296,7 @@ class _Cards:
         self._memo: dict[tuple[Any, ...], str] = {}
         self._by_identity: dict[tuple[Any, ...], tuple[tuple[Any, ...], str]] = {}
         self._templates: dict[str, Template] = {}
+        self._ranks: dict[tuple[str, Any], str] = {}
 
     def __call__(self, paper: Mapping[str, Any], name: str) -> str:
         if not self._cached:
@@ -319,17 +322,43 @@ class _Cards:
         self._by_identity[same] = (values, found)
         return found
 
-    def _render(self, name: str, paper: Mapping[str, Any]) -> str:
+    def many(
+        self,
+        papers: Sequence[Mapping[str, Any]],
+        rank_name: str,
+        card_name: str,
+        sep: str = "",
+    ) -> str:
+        """``papers|cards(rank_template, card_template[, sep])``: every paper's rank
+        piece (rendered with ``rank`` alone, once per rank) and card, joined in
+        Python rather than looped over in the template."""
+        pieces: list[str] = []
+        for paper in papers:
+            rank = paper[_NOT_IN_CARD]
+            head = self._ranks.get((rank_name, rank)) if self._cached else None
+            if head is None:
+                head = self._template(rank_name).render(rank=rank)
+                if self._cached:
+                    self._ranks[(rank_name, rank)] = head
+            pieces += (head, self(paper, card_name), sep)
+        out = "".join(pieces)
+        return Markup(out) if card_name.endswith(".html") else out
+
+    def _template(self, name: str) -> Template:
         template = self._templates.get(name)
         if template is None:
             template = self._templates[name] = self._env.get_template(name)
+        return template
+
+    def _render(self, name: str, paper: Mapping[str, Any]) -> str:
         fields = {k: v for k, v in paper.items() if k != _NOT_IN_CARD}
-        out = template.render(paper=fields)
+        out = self._template(name).render(paper=fields)
         return Markup(out) if name.endswith(".html") else out
 
     def clear(self) -> None:
         self._memo.clear()
         self._by_identity.clear()
+        self._ranks.clear()
 
 
 def _frozen(paper: Mapping[str, Any]) -> Iterator[Any]:

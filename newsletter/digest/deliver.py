@@ -225,11 +225,16 @@ def delivery_message(
     )
 
 
+#: Papers a worker keeps between batches (a day's digests share a few hundred papers).
+PAPER_CACHE_MAX = 20_000
+
+
 def load_batch(
-    session: Session, ids: Sequence[int]
+    session: Session, ids: Sequence[int], papers: dict[int, PaperFields] | None = None
 ) -> tuple[list[Delivery], dict[int, Subscriber], dict[int, PaperFields]]:
     """The deliveries, their subscribers and every paper they list (as rows of the
-    columns an email shows): three queries."""
+    columns an email shows): three queries. ``papers`` is a cache kept across
+    batches: only papers missing from it are fetched (and added to it)."""
     deliveries = session.scalars(
         select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()
@@ -239,11 +244,15 @@ def load_batch(
             select(Subscriber).where(Subscriber.id.in_({d.subscriber_id for d in deliveries}))
         )
     }
-    paper_ids = {item["paper_id"] for d in deliveries for item in d.items}
-    columns = (Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id, Paper.url)
-    papers: dict[int, PaperFields] = {
-        row.id: row for row in session.execute(select(*columns).where(Paper.id.in_(paper_ids)))
-    }
+    if papers is None:
+        papers = {}
+    elif len(papers) > PAPER_CACHE_MAX:
+        papers.clear()
+    missing = {item["paper_id"] for d in deliveries for item in d.items} - papers.keys()
+    if missing:
+        columns = (Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id, Paper.url)
+        for row in session.execute(select(*columns).where(Paper.id.in_(missing))):
+            papers[row.id] = row
     return list(deliveries), subs, papers
 
 
@@ -282,6 +291,7 @@ def deliver_batch(
     pace: Callable[[], object] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_sent: Callable[[], object] | None = None,
+    paper_cache: dict[int, PaperFields] | None = None,
 ) -> DeliverSummary | None:
     """Claim one batch and send it over ``transport`` (already open). None when
     nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
@@ -295,7 +305,7 @@ def deliver_batch(
         return None
     lease_end = claimed_at + lease
     with factory() as session:
-        deliveries, subs, papers = load_batch(session, ids)
+        deliveries, subs, papers = load_batch(session, ids, paper_cache)
         lost: set[int] = set()
         for n, d in enumerate(deliveries):
             if d.id in lost:
@@ -382,6 +392,10 @@ def deliver_due(
     """Send everything due, batch after batch, over one transport session."""
     total = DeliverSummary()
     pace = RateLimiter(per_second).wait if per_second else None
+    # Papers are read once per run, not once per batch. (A paper enriched during the
+    # run keeps its old fields in this run's remaining emails: a missing author list
+    # or link, never a wrong one.)
+    papers: dict[int, PaperFields] = {}
     with transport:
         while not should_stop():
             batch = deliver_batch(
@@ -393,6 +407,7 @@ def deliver_due(
                 pace=pace,
                 should_stop=should_stop,
                 on_sent=on_sent,
+                paper_cache=papers,
             )
             if batch is None:
                 break

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -163,6 +163,7 @@ class PaperFields(Protocol):
 
 
 PaperMap = Mapping[int, PaperFields]
+Spans = tuple[tuple[int, int], ...]
 
 
 def digest_papers(delivery: Delivery, papers: PaperMap) -> list[DigestPaper]:
@@ -180,8 +181,9 @@ def digest_papers(delivery: Delivery, papers: PaperMap) -> list[DigestPaper]:
                 url=p.url,
                 score=float(item["score"]),
                 matched=tuple(item["matched"]),
-                title_spans=tuple((a, b) for a, b in item["title_spans"]),
-                abstract_spans=tuple((a, b) for a, b in item["abstract_spans"]),
+                # JSON gave [start, end] lists; map(tuple) converts them in C.
+                title_spans=cast(Spans, tuple(map(tuple, item["title_spans"]))),
+                abstract_spans=cast(Spans, tuple(map(tuple, item["abstract_spans"]))),
             )
         )
     return out

@@ -140,7 +140,7 @@ def daily_mix(count: int) -> list[dict[str, Any]]:
     papers = make_papers(500, rnd)
     texts = make_profiles(count * 2, papers, rnd)
     compiled = compile_many(texts)
-    profiles = {i: p for i, t in enumerate(texts) if isinstance(p := compiled[t], CompiledProfile)}
+    profiles = {i: c for i, t in enumerate(texts) if isinstance(c := compiled[t], CompiledProfile)}
     matches = match_many(profiles, PaperIndex.build(papers))
     by_key = {p.key: p for p in papers}
     contexts: list[dict[str, Any]] = []

@@ -511,6 +511,9 @@ class PaperIndex:
             for term, _ in contributing:
                 first.setdefault(term.key, term)
             shared = list(first.values())
+            if len(shared) == 1:  # "word -other": each paper as the term alone
+                single = self.singles(shared[0]).by_paper
+                return {paper: single[paper] for paper in _indices(papers)}
         for paper in _indices(papers):
             if shared is not None:
                 terms = shared

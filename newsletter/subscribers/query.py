@@ -262,6 +262,8 @@ _SMART_QUOTES: Final = ("\u201c", "\u201d", "\u201e")
 
 
 def _straight_quotes(text: str) -> str:
+    if text.isascii():  # O(1): nothing to replace
+        return text
     for quote in _SMART_QUOTES:
         if quote in text:
             text = text.replace(quote, '"')
@@ -634,9 +636,9 @@ def _split(text: str) -> Profile:
         if len(_clause_cache) >= _CLAUSE_CACHE_MAX:
             _clause_cache.clear()
             _empty_parts.clear()
-        nodes = list(map(_clause_cache.__getitem__, parts))
+        nodes = tuple(map(_clause_cache.__getitem__, parts))
         if not _empty_parts or _empty_parts.isdisjoint(parts):
-            return Profile(tuple(nodes))
+            return Profile(nodes)
         empty = list(map(_empty_parts.__contains__, parts))
     # What ``_assemble`` does, without positions: on any problem the whole-text
     # parse reports it. Only the hoisting and the contradiction check are needed.

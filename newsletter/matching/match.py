@@ -223,6 +223,9 @@ class PaperIndex:
         self._clauses: dict[int, _Ranked] = {}
         self._clause_nodes: list[Expr] = []
         self._combined: dict[tuple[int, ...], Match] = {}
+        # (paper, ids of terms) → Match; ``_combo_terms`` keeps those terms alive.
+        self._term_combos: dict[tuple[int, ...], Match] = {}
+        self._combo_terms: list[list[Term]] = []
         with paused_gc():
             for i, paper in enumerate(self.papers):
                 self._add(i, "ti", words(paper.title))
@@ -527,6 +530,13 @@ class PaperIndex:
             if len(terms) == 1:
                 out[paper] = self.singles(terms[0]).by_paper[paper]
                 continue
+            # The same terms (objects: same spellings too) on the same paper make the
+            # same Match, whichever clauses or profiles bring them together.
+            memo_key = (paper, *map(id, terms))
+            found = self._term_combos.get(memo_key)
+            if found is not None:
+                out[paper] = found
+                continue
             score = 0.0
             titles: list[tuple[Span, ...]] = []
             abstracts: list[tuple[Span, ...]] = []
@@ -540,9 +550,10 @@ class PaperIndex:
                     abstracts.append(abstract_spans)
                 if term.written not in labels:
                     labels.append(term.written)
-            out[paper] = self.make_match(
+            out[paper] = self._term_combos[memo_key] = self.make_match(
                 paper, score, tuple(labels), _merge_merged(titles), _merge_merged(abstracts)
             )
+            self._combo_terms.append(terms)
         return out
 
     def combine_clauses(self, paper: int, matches: list[Match]) -> Match:

@@ -64,6 +64,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import product
 from typing import Final, Literal, TypeAlias
 
 from newsletter.errors import QueryError
@@ -701,24 +702,15 @@ def _parse_clause_full(clause: str) -> tuple[Expr, bool]:
     return node, any(lx[0] == "not" for lx in lexemes) and matches_empty(node)
 
 
-# The items of a clause for ``_parse_simple``, one match each (leading whitespace
-# included): "(" / ")" / a term (a word, word*, "phrase" or "phrase"*, maybe after
-# "-" and a field, and ending where the lexer's word would) / any other character,
-# which sends the clause to the parser. Narrower than the lexer on purpose: no ":"
-# or "*" inside a word, no word starting with "-", no space after a field. The field
-# names are spelled out, not matched with IGNORECASE, which would also take "ſ".
-_SIMPLE_ITEM = re.compile(
-    r"""
-    \s*(?:
-      (\()|(\))
-    | (-)?(?:([Tt][Ii]|[Aa][Bb][Ss]|[Aa][Uu]):)?
-      (?:"([^"]*)"(\*?)|([^\s"(),:*-][^\s"(),:*]*)(\*?))
-      (?=[\s)]|\Z)
-    | (\S)
-    )
-    """,
-    re.VERBOSE,
-)
+# The field names as a user may spell them (any case) → the field.
+_FIELD_SPELLINGS: Final[dict[str, FieldName]] = {
+    "".join(chars): name for name in FIELDS for chars in product(*((c, c.upper()) for c in name))
+}
+# The tokens of a clause with quotes, for ``_parse_simple``: a phrase with what touches
+# it ("-", a field, a closing "*"), "(" or ")", a run of other non-space characters
+# (where the lexer's word would end), or a quote that opens no phrase. A clause
+# without quotes is split with str methods instead, which is several times cheaper.
+_SIMPLE_TOKEN = re.compile(r'-?(?:[Tt][Ii]:|[Aa][Bb][Ss]:|[Aa][Uu]:)?"[^"]*"\*?|[()]|[^\s"()]+|"')
 
 
 def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
@@ -726,54 +718,75 @@ def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
     prefixes, phrases, each maybe fielded or negated), ``NOT``, ``OR``, ``AND`` and
     groups of OR-ed terms without nesting: ``"graph neural" NOT survey``,
     ``(gnn OR gcn) ti:molecul*``. None for anything else (nested or juxtaposed
-    inside a group, double negation, a field before a group, a misplaced keyword,
-    ...), which the parser then handles, errors included.
+    inside a group, double negation, a field before a group or after "-", a
+    misplaced keyword, a colon or "*" inside a word, ...), which the parser then
+    handles, errors included.
     """
+    if '"' in clause:
+        tokens = _SIMPLE_TOKEN.findall(clause)
+    else:
+        tokens = clause.replace("(", " ( ").replace(")", " ) ").split()
     conj: list[Expr] = []  # the finished OR chains, ANDed
     chain: list[Expr] = []  # the current OR chain
     outer: list[Expr] | None = None  # the enclosing chain while inside "(...)"
     outer_join = join = False  # the next term or group extends ``chain`` (after OR)
     negate = False  # after NOT
     excludes = False  # some "-" or NOT: then the clause may match empty
-    for lp, rp, minus, field, body, pstar, word, wstar, bad in _SIMPLE_ITEM.findall(clause):
-        if word and not wstar and word in _KEYWORDS:
-            if minus or field or negate:
-                return None
-            if word == "NOT":
-                negate = excludes = True
-            elif join or not chain:  # OR/AND with nothing before it
-                return None
-            elif word == "OR":
-                join = True
-            elif outer is not None:  # AND inside a group
-                return None
-            else:  # AND: as if it were not there
-                conj.append(_flatten(Or, chain))
-                chain = []
-            continue
-        if bad:
-            return None
-        node: Expr
-        if lp:
+    node: Expr
+    for token in tokens:
+        first = token[0]
+        if first == "(":
             if outer is not None or negate:
                 return None
             outer, outer_join, chain, join = chain, join, [], False
             continue
-        if rp:
+        if first == ")":
             if outer is None or join or negate or not chain:
                 return None
-            node = _flatten(Or, chain)
+            node = chain[0] if len(chain) == 1 else _flatten(Or, chain)
             chain, join, outer = outer, outer_join, None
-        else:
+        elif token in _KEYWORDS:
+            if negate:
+                return None
+            if token == "NOT":
+                negate = excludes = True
+            elif join or not chain:  # OR/AND with nothing before it
+                return None
+            elif token == "OR":
+                join = True
+            elif outer is not None:  # AND inside a group
+                return None
+            else:  # AND: as if it were not there
+                conj.append(chain[0] if len(chain) == 1 else _flatten(Or, chain))
+                chain = []
+            continue
+        else:  # a term: ["-"][field ":"] then word["*"] or "phrase"["*"]
+            rest = token[1:] if first == "-" else token
             name: FieldName | None = None
-            if field:
-                lowered = field.lower()
-                name = "ti" if lowered == "ti" else "abs" if lowered == "abs" else "au"
-            if word:
-                node = _make_term("word", word, wstar == "*", name, 0)
+            quote = rest.find('"')
+            if quote >= 0:  # a phrase token, whole (see _SIMPLE_TOKEN)
+                if token == '"':
+                    return None
+                if quote:
+                    name = _FIELD_SPELLINGS[rest[: quote - 1]]
+                star = rest[-1] == "*"
+                node = _make_term("phrase", rest[quote + 1 : -2 if star else -1], star, name, 0)
             else:
-                node = _make_term("phrase", body, pstar == "*", name, 0)
-            if minus:
+                colon = rest.find(":")
+                if colon >= 0:
+                    found = _FIELD_SPELLINGS.get(rest[:colon])
+                    if found is None:
+                        return None
+                    name, rest = found, rest[colon + 1 :]
+                if not rest or rest[0] == "-":
+                    return None
+                star = rest[-1] == "*"
+                if star:
+                    rest = rest[:-1]
+                if "*" in rest or ":" in rest or (not star and rest in _KEYWORDS):
+                    return None
+                node = _make_term("word", rest, star, name, 0)
+            if first == "-":
                 if negate:
                     return None
                 node = Not(node)
@@ -788,18 +801,20 @@ def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
             if chain:  # juxtaposition: AND
                 if outer is not None:
                     return None
-                conj.append(_flatten(Or, chain))
+                conj.append(chain[0] if len(chain) == 1 else _flatten(Or, chain))
             chain = [node]
     if outer is not None or join or negate or not chain:
         return None
-    conj.append(_flatten(Or, chain))
+    conj.append(chain[0] if len(chain) == 1 else _flatten(Or, chain))
     if len(conj) == 1:
         node = conj[0]
     else:
         node = And(tuple(conj))  # no child is an And: nothing to flatten
-        excluded = [(c.child, 0) for c in conj if isinstance(c, Not)]
-        if excluded:
-            _check_contradiction([(c, 0) for c in conj if not isinstance(c, Not)], excluded)
+        if excludes:
+            excluded = [(c.child, 0) for c in conj if isinstance(c, Not)]
+            if excluded:
+                required = [(c, 0) for c in conj if not isinstance(c, Not)]
+                _check_contradiction(required, excluded)
     return node, excludes and matches_empty(node)
 
 

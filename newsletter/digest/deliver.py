@@ -215,7 +215,7 @@ def delivery_message(
     settings: Settings, delivery: Delivery, sub: Subscriber, papers: PaperMap
 ) -> EmailMessage:
     rendered = render_delivery(settings, delivery, sub, papers)
-    unsubscribe_url, _ = manage_links(settings, sub)
+    # The List-Unsubscribe headers carry the email's own unsubscribe link.
     return build_message(
         rendered,
         sender=settings.sender,
@@ -223,7 +223,6 @@ def delivery_message(
         message_id=message_id(settings, delivery),
         date=delivery.planned_at,
         list_id=settings.list_id,
-        unsubscribe_url=unsubscribe_url,
     )
 
 

@@ -167,6 +167,42 @@ class Profile:
 Expr: TypeAlias = Term | Not | And | Or
 Node: TypeAlias = Expr | Profile
 
+# A frozen dataclass's __init__ sets each field with object.__setattr__, which costs
+# more than the rest of making a node. The hot paths (the clause cache and the fast
+# clause parsers, run for every profile and clause of a bulk compile) set the slots
+# through their descriptors instead: the same objects, at half the cost.
+_new_object = object.__new__
+_SET_CHILD: Final = vars(Not)["child"].__set__
+_SET_AND: Final = vars(And)["children"].__set__
+_SET_OR: Final = vars(Or)["children"].__set__
+_SET_CLAUSES: Final = vars(Profile)["clauses"].__set__
+_SET_EXCLUDED: Final = vars(Profile)["excluded"].__set__
+
+
+def _not(child: Expr) -> Not:
+    node = _new_object(Not)
+    _SET_CHILD(node, child)
+    return node
+
+
+def _and(children: tuple[Expr, ...]) -> And:
+    node = _new_object(And)
+    _SET_AND(node, children)
+    return node
+
+
+def _or(children: tuple[Expr, ...]) -> Or:
+    node = _new_object(Or)
+    _SET_OR(node, children)
+    return node
+
+
+def _profile(clauses: tuple[Expr, ...], excluded: tuple[Expr, ...] = ()) -> Profile:
+    node = _new_object(Profile)
+    _SET_CLAUSES(node, clauses)
+    _SET_EXCLUDED(node, excluded)
+    return node
+
 
 def matches_empty(node: Node) -> bool:
     """Whether ``node`` is true for a paper containing none of its terms.
@@ -179,10 +215,10 @@ def matches_empty(node: Node) -> bool:
     if isinstance(node, Not):
         return not matches_empty(node.child)
     if isinstance(node, And):
-        return all(matches_empty(c) for c in node.children)
+        return all(map(matches_empty, node.children))
     if isinstance(node, Or):
-        return any(matches_empty(c) for c in node.children)
-    return any(matches_empty(c) for c in node.clauses)
+        return any(map(matches_empty, node.children))
+    return any(map(matches_empty, node.clauses))
 
 
 def iter_terms(node: Node, *, positive: bool = True) -> Iterator[tuple[Term, bool]]:
@@ -414,7 +450,7 @@ def _flatten(kind: type[And] | type[Or], children: list[Expr]) -> Expr:
             flat.extend(child.children)
         else:
             flat.append(child)
-    return kind(tuple(flat))
+    return _and(tuple(flat)) if kind is And else _or(tuple(flat))
 
 
 class _Parser:
@@ -639,7 +675,7 @@ def _split(text: str) -> Profile:
             _empty_parts.clear()
         nodes = tuple(map(_clause_cache.__getitem__, parts))
         if not _empty_parts or _empty_parts.isdisjoint(parts):
-            return Profile(nodes)
+            return _profile(nodes)
         empty = list(map(_empty_parts.__contains__, parts))
     # What ``_assemble`` does, without positions: on any problem the whole-text
     # parse reports it. Only the hoisting and the contradiction check are needed.
@@ -669,7 +705,7 @@ def _split(text: str) -> Profile:
                         _check_contradiction([(req, 0)], pairs)
                     except QueryError:
                         raise _Unsplittable from None
-    return Profile(tuple(positive), tuple(excluded))
+    return _profile(tuple(positive), tuple(excluded))
 
 
 # A clause of words and exclusions only (no quotes, groups, fields, prefixes, OR or
@@ -760,6 +796,10 @@ def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
                 conj.append(chain[0] if len(chain) == 1 else _flatten(Or, chain))
                 chain = []
             continue
+        elif token.isalnum():  # a plain word, the usual term (_make_term's cache inlined)
+            node = _term_cache.get(("word", token, False, None)) or _make_term(
+                "word", token, False, None, 0
+            )
         else:  # a term: ["-"][field ":"] then word["*"] or "phrase"["*"]
             rest = token[1:] if first == "-" else token
             name: FieldName | None = None
@@ -786,13 +826,13 @@ def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
                 if "*" in rest or ":" in rest or (not star and rest in _KEYWORDS):
                     return None
                 node = _make_term("word", rest, star, name, 0)
-            if first == "-":
-                if negate:
-                    return None
-                node = Not(node)
-                excludes = True
-            elif negate:
-                node = Not(node)
+        if first == "-":
+            if negate:
+                return None
+            node = _not(node)
+            excludes = True
+        elif negate:  # (never after ")": see above)
+            node = _not(node)
             negate = False
         if join:
             chain.append(node)
@@ -809,7 +849,7 @@ def _parse_simple(clause: str) -> tuple[Expr, bool] | None:
     if len(conj) == 1:
         node = conj[0]
     else:
-        node = And(tuple(conj))  # no child is an And: nothing to flatten
+        node = _and(tuple(conj))  # no child is an And: nothing to flatten
         if excludes:
             excluded = [(c.child, 0) for c in conj if isinstance(c, Not)]
             if excluded:
@@ -833,8 +873,10 @@ def _parse_plain(clause: str) -> tuple[Expr, bool]:
             item = item[1:]
             if not item or item[0] == "-" or item in _KEYWORDS:
                 raise _Unsplittable
-        term = _make_term("word", item, False, None, 0)
-        children.append(Not(term) if negate else term)
+        term = _term_cache.get(("word", item, False, None)) or _make_term(
+            "word", item, False, None, 0
+        )
+        children.append(_not(term) if negate else term)
         negate = False
     if negate:
         raise _Unsplittable
@@ -844,7 +886,7 @@ def _parse_plain(clause: str) -> tuple[Expr, bool]:
         return children[0], only_excludes
     if excluded:
         _check_contradiction([(c, 0) for c in children if not isinstance(c, Not)], excluded)
-    return And(tuple(children)), only_excludes
+    return _and(tuple(children)), only_excludes
 
 
 # --- Public API ----------------------------------------------------------------------

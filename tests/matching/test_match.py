@@ -3,6 +3,7 @@ the indexed matcher against the direct reference evaluator; the sample dumps."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from newsletter.errors import QueryError
 from newsletter.matching.match import (
+    _MATCH_FIELDS,
     ABSTRACT_REPEAT_WEIGHT,
     ABSTRACT_WEIGHT,
     PHRASE_WEIGHT_PER_WORD,
@@ -402,6 +404,18 @@ def test_prefix_positions_are_the_tokens_starting_with_the_prefix(
             stream = index._words[field][paper]
             expected = [p for p, (word, _, _) in enumerate(stream) if word.startswith(prefix)]
             assert index._positions(term, 0, field, paper) == expected
+
+
+def test_make_match_builds_what_the_constructor_builds() -> None:
+    # make_match sets Match's slots directly, bypassing the dataclass __init__.
+    assert tuple(f.name for f in dataclasses.fields(Match)) == _MATCH_FIELDS
+    index = PaperIndex.build(PAPERS)
+    made = index.make_match(2, 1.23456789, ("a", "b"), ((0, 1),), ((2, 4), (5, 6)))
+    rank = -round(1.234568 * 10**6) * len(PAPERS) + 2
+    expected = Match(3, 1.234568, ("a", "b"), ((0, 1),), ((2, 4), (5, 6)), rank)
+    assert [getattr(made, f) for f in _MATCH_FIELDS] == [
+        getattr(expected, f) for f in _MATCH_FIELDS
+    ]
 
 
 _SPANS = st.lists(

@@ -6,6 +6,7 @@ its standard input closes.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -22,10 +23,13 @@ class Discard:
 
 
 def main() -> None:
-    controller = Controller(Discard(), hostname="127.0.0.1", port=0)
+    # aiosmtpd checks its server by connecting to the port it was given, so port 0
+    # ("any") cannot be passed through: take a free port first.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Discard(), hostname="127.0.0.1", port=port)
     controller.start()
-    server = controller.server
-    port = server.sockets[0].getsockname()[1] if server is not None else controller.port
     print(port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     controller.stop()

@@ -173,9 +173,8 @@ class _Ranked(NamedTuple):
     """What a clause (or a term on its own) selects in one batch.
 
     ``bits``: the papers; ``matches``: their Matches, best first; ``by_paper``: paper
-    index → Match; ``contributing``: (term, papers)
-    for every included term that made the clause true, in profile order; ``keys``:
-    the ``Term.key`` of those terms.
+    index → Match; ``contributing``: (term, papers) for every included term that made
+    the clause true, in profile order; ``keys``: the ``Term.key`` of those terms.
     """
 
     bits: int

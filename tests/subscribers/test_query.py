@@ -414,7 +414,7 @@ def test_fast_clause_parsers_agree_with_the_parser(clause: str) -> None:
         return
     expected = _clause_outcome(query._parse_clause_full, clause)
     fast_paths: list[Callable[[str], object]] = [query._parse_simple, query._parse_clause]
-    if query._NEEDS_PARSER.search(clause) is None:
+    if query._is_plain(clause):
         fast_paths.append(query._parse_plain)
     for fast in fast_paths:
         found = _clause_outcome(fast, clause)
@@ -422,6 +422,23 @@ def test_fast_clause_parsers_agree_with_the_parser(clause: str) -> None:
             assert found in (None, "refused"), fast
         else:
             assert found in (None, expected), fast
+
+
+def test_node_builders_make_what_the_constructors_make() -> None:
+    # The fast paths set the slots of these frozen dataclasses directly.
+    a, b = w("a"), w("b", field="ti")
+    pairs = [
+        (query._not(a), Not(a)),
+        (query._and((a, b)), And((a, b))),
+        (query._or((a, b)), Or((a, b))),
+        (query._profile((a,)), Profile((a,))),
+        (query._profile((a,), (b,)), Profile((a,), (b,))),
+    ]
+    for built, constructed in pairs:
+        assert type(built) is type(constructed)
+        assert built == constructed
+        assert hash(built) == hash(constructed)
+        assert repr(built) == repr(constructed)
 
 
 @pytest.mark.parametrize(

@@ -215,15 +215,20 @@ def _deliver_with_workers(settings: Settings, workers: int, sink: str, port: int
 
 
 def bench_smtp(n: int) -> Row:
-    """One worker → sink: one reused connection vs a connection per message."""
-    from email.message import EmailMessage
+    """One worker → sink: one reused connection vs a connection per message. The
+    message is built as a worker builds a digest (``build_message``), about the size of
+    a 10-paper digest."""
+    from newsletter.digest.message import build_message
+    from newsletter.digest.render import Rendered
 
-    msg = EmailMessage()
-    msg["From"] = "digest@example.org"
-    msg["To"] = "reader@example.org"
-    msg["Subject"] = "Benchmark digest"
-    msg.set_content("x" * 8000)  # about the size of a 10-paper text part
-    msg.add_alternative("<p>" + "y" * 30000 + "</p>", subtype="html")
+    msg = build_message(
+        Rendered("Benchmark digest", ("x" * 72 + "\n") * 110, "<p>" + "y" * 30000 + "</p>"),
+        sender="digest@example.org",
+        to="reader@example.org",
+        message_id="<bench.1@example.org>",
+        date=NOW,
+        unsubscribe_url="https://digest.example.org/u/token",
+    )
     with smtp_sink() as port:
         start = time.perf_counter()
         with SMTPTransport("127.0.0.1", port, timeout=30) as t:

@@ -939,3 +939,16 @@ def test_url_errors_never_show_the_password() -> None:
         transport_from_url("smtp://ann:hunter2@mail.example.org:25?timeout=-1")
     assert "hunter2" not in str(caught.value)
     assert "ann:***@mail.example.org:25" in str(caught.value)
+
+
+@given(st.binary(max_size=200) | st.text(alphabet=".\r\nab", max_size=60).map(str.encode))
+def test_dot_stuffing_doubles_every_leading_dot(payload: bytes) -> None:
+    import re
+
+    from newsletter.digest.send import _dot_stuffed
+
+    stuffed = _dot_stuffed(payload)
+    expected = re.sub(rb"(?m)^\.", b"..", payload)
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert stuffed == expected + b".\r\n"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -117,6 +117,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, json_serializer=_json_serializer, **kwargs)
 
 
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class. Statements on it skip the ORM's bulk paths,
+    which cost more than the statement for executemany INSERTs and UPDATEs by key."""
+    return model.metadata.tables[model.__tablename__]
+
+
 def insert_ignoring_conflicts(
     session: Session, model: type[Base], index_elements: list[str]
 ) -> Any:
@@ -127,11 +133,10 @@ def insert_ignoring_conflicts(
 
     dialect = session.get_bind().dialect.name
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    # On the table, not the mapped class: a Core executemany batches rows into
-    # multi-row INSERTs and collects RETURNING rows once, where the ORM's bulk path
-    # re-splices its results batch after batch.
-    table = model.metadata.tables[model.__tablename__]
-    return ins(table).on_conflict_do_nothing(index_elements=index_elements)
+    # On the table (see table_of): a Core executemany batches rows into multi-row
+    # INSERTs and collects RETURNING rows once, where the ORM's bulk path re-splices
+    # its results batch after batch.
+    return ins(table_of(model)).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
-from newsletter.db import session_scope, utcnow
+from newsletter.db import session_scope, table_of, utcnow
 from newsletter.digest.message import build_message
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import period_label
@@ -257,9 +257,7 @@ def load_batch(
     return list(deliveries), subs, papers
 
 
-# On the table, not the mapped class: the ORM's bulk-update path costs more than the
-# statement itself.
-_DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
+_DELIVERIES = table_of(Delivery)
 _MARK_SENT = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("row_id"))

@@ -20,7 +20,7 @@ from sqlalchemy import String, any_, bindparam, func, insert, select, text, upda
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.db import insert_ignoring_conflicts, session_scope, utcnow
+from newsletter.db import insert_ignoring_conflicts, session_scope, table_of, utcnow
 from newsletter.errors import FetchError, RejectedInput
 from newsletter.papers.fetch import Fetched, fetch_url, read_path
 from newsletter.papers.identity import keys_for
@@ -37,7 +37,7 @@ KEY_LOOKUP_CHUNK = 500
 
 # The papers table itself: a Core INSERT of it is a plain executemany (the ORM's bulk
 # insert of the same rows is several times slower).
-_PAPERS = Paper.metadata.tables[Paper.__tablename__]
+_PAPERS = table_of(Paper)
 
 # Announcements that are not new papers: a new version of an old paper, or a listing
 # of an old abstract. One of these for a paper we never saw is skipped, not stored,

@@ -269,6 +269,20 @@ def test_transfer_encodings(text: str, html: str, encodings: tuple[str, str]) ->
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
 
 
+@settings(max_examples=300)
+@given(
+    lengths=st.lists(
+        st.sampled_from([0, 1, 997, 998, 999, 1000, 2500]) | st.integers(0, 1200), max_size=6
+    )
+)
+def test_text_is_7bit_exactly_when_every_line_fits_smtp(lengths: list[int]) -> None:
+    # The line check jumps from break to break; this pins it to the plain definition.
+    text = "\n".join("x" * n for n in lengths)
+    plain, _ = _parse(message_bytes(_build(Rendered("s", text, "<p>h</p>")))).iter_parts()
+    fits = all(n <= 998 for n in lengths)
+    assert plain["Content-Transfer-Encoding"] == ("7bit" if fits else "quoted-printable")
+
+
 one_line = st.text().map(render._one_line)
 
 

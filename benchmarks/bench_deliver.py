@@ -79,6 +79,8 @@ def _settings(folder: Path, db_url: str) -> Settings:
         secret_key=SECRET,
         base_url="https://digest.example.org",
         sender="Paper Digest <digest@example.org>",
+        # What Settings.from_env chooses on a machine with more than one core.
+        render_ahead=(os.cpu_count() or 1) > 1,
     )
 
 

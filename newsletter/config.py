@@ -44,6 +44,9 @@ class Settings:
     delivery_lease_seconds: float = 600.0
     # Messages per second per worker; 0 = unlimited (relays throttle bursts).
     send_rate: float = 0.0
+    # Render big runs in a helper process while the worker sends (newsletter.digest.
+    # prerender). from_env turns it on when the machine has more than one core.
+    render_ahead: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,13 +68,14 @@ class Settings:
                 feeds=tuple(u for u in get("FEEDS").replace(",", " ").split() if u),
                 secret_key=get("SECRET_KEY"),
                 max_papers=int(get("MAX_PAPERS", "20")),
-                send_empty=get("SEND_EMPTY", "0").lower() in {"1", "true", "yes", "on"},
+                send_empty=_flag(get("SEND_EMPTY"), default=False),
                 fetch_timeout=float(get("FETCH_TIMEOUT", "30")),
                 fetch_max_bytes=int(get("FETCH_MAX_BYTES", "20000000")),
                 host=get("HOST") or "127.0.0.1",
                 port=int(get("PORT", "8000")),
                 delivery_lease_seconds=float(get("DELIVERY_LEASE_SECONDS", "600")),
                 send_rate=float(get("SEND_RATE", "0")),
+                render_ahead=_flag(get("RENDER_AHEAD"), default=(os.cpu_count() or 1) > 1),
             )
         except ValueError as exc:
             raise ConfigError(f"bad NEWSLETTER_* setting: {exc}") from exc
@@ -102,6 +106,18 @@ class Settings:
         with os.fdopen(fd, "w") as fh:
             fh.write(key)
         return key
+
+
+def _flag(value: str, *, default: bool) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off; empty means ``default``."""
+    if not value:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {value!r}")
 
 
 @cache

@@ -188,7 +188,8 @@ PAPER_CACHE_MAX = 50_000
 
 
 def _paper_context(rank: int, paper: DigestPaper) -> dict[str, Any]:
-    return {"rank": rank, **_paper_fields(paper)}
+    # The rank goes last: the renderer's card cache slices it off the values.
+    return {**_paper_fields(paper), "rank": rank}
 
 
 @functools.lru_cache(maxsize=PAPER_CACHE_MAX)

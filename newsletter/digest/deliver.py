@@ -18,13 +18,14 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, table_of, utcnow
 from newsletter.digest.message import build_message
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import period_label
+from newsletter.digest.prerender import Prerenderer
 from newsletter.digest.render import (
     DigestPaper,
     Recipient,
@@ -231,14 +232,21 @@ PAPER_CACHE_MAX = 20_000
 
 
 def load_batch(
-    session: Session, ids: Sequence[int], papers: dict[int, PaperFields] | None = None
+    session: Session,
+    ids: Sequence[int],
+    papers: dict[int, PaperFields] | None = None,
+    *,
+    with_papers: bool = True,
 ) -> tuple[list[Delivery], dict[int, Subscriber], dict[int, PaperFields]]:
     """The deliveries, their subscribers and every paper they list (as rows of the
     columns an email shows): three queries. ``papers`` is a cache kept across
-    batches: only papers missing from it are fetched (and added to it)."""
-    deliveries = session.scalars(
-        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
-    ).all()
+    batches: only papers missing from it are fetched (and added to it). Without
+    ``with_papers`` (a helper process renders the batch) neither the papers nor the
+    deliveries' item lists are read; :func:`load_papers` reads them when needed."""
+    query = select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
+    if not with_papers:
+        query = query.options(defer(Delivery.items))
+    deliveries = list(session.scalars(query).all())
     subs = {
         s.id: s
         for s in session.scalars(
@@ -247,14 +255,23 @@ def load_batch(
     }
     if papers is None:
         papers = {}
-    elif len(papers) > PAPER_CACHE_MAX:
+    if with_papers:
+        load_papers(session, deliveries, papers)
+    return deliveries, subs, papers
+
+
+def load_papers(
+    session: Session, deliveries: Sequence[Delivery], papers: dict[int, PaperFields]
+) -> None:
+    """Add to ``papers`` (a cache, emptied when full) the papers of ``deliveries``
+    it lacks."""
+    if len(papers) > PAPER_CACHE_MAX:
         papers.clear()
     missing = {item["paper_id"] for d in deliveries for item in d.items} - papers.keys()
     if missing:
         columns = (Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id, Paper.url)
         for row in session.execute(select(*columns).where(Paper.id.in_(missing))):
             papers[row.id] = row
-    return list(deliveries), subs, papers
 
 
 _DELIVERIES = table_of(Delivery)
@@ -291,10 +308,15 @@ def deliver_batch(
     should_stop: Callable[[], bool] = lambda: False,
     on_sent: Callable[[], object] | None = None,
     paper_cache: dict[int, PaperFields] | None = None,
+    prerender: Prerenderer | None = None,
 ) -> DeliverSummary | None:
     """Claim one batch and send it over ``transport`` (already open). None when
     nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
-    released (back to planned) for the next worker instead of waiting for the lease."""
+    released (back to planned) for the next worker instead of waiting for the lease.
+
+    With ``prerender``, a full batch (the sign of a big run) or any batch once it has
+    started is rendered ahead by its helper process; this process still sends and
+    records every message, and renders whatever the helper does not deliver."""
     summary = DeliverSummary()
     lease = timedelta(seconds=settings.delivery_lease_seconds)
     claimed_at = now()
@@ -303,8 +325,50 @@ def deliver_batch(
     if not ids:
         return None
     lease_end = claimed_at + lease
+    ahead = prerender is not None and (prerender.started or len(ids) >= limit)
+    if ahead and prerender is not None:
+        prerender.submit(ids)
+    try:
+        return _send_batch(
+            factory,
+            settings,
+            transport,
+            ids,
+            summary,
+            lease,
+            lease_end,
+            now=now,
+            pace=pace,
+            should_stop=should_stop,
+            on_sent=on_sent,
+            paper_cache=paper_cache,
+            prerender=prerender if ahead else None,
+        )
+    finally:
+        if ahead and prerender is not None:
+            prerender.drain()
+
+
+def _send_batch(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    ids: list[int],
+    summary: DeliverSummary,
+    lease: timedelta,
+    lease_end: datetime,
+    *,
+    now: Callable[[], datetime],
+    pace: Callable[[], object] | None,
+    should_stop: Callable[[], bool],
+    on_sent: Callable[[], object] | None,
+    paper_cache: dict[int, PaperFields] | None,
+    prerender: Prerenderer | None,
+) -> DeliverSummary:
     with factory() as session:
-        deliveries, subs, papers = load_batch(session, ids, paper_cache)
+        deliveries, subs, papers = load_batch(
+            session, ids, paper_cache, with_papers=prerender is None
+        )
         lost: set[int] = set()
         for n, d in enumerate(deliveries):
             if d.id in lost:
@@ -332,7 +396,11 @@ def deliver_batch(
                 summary.skipped += 1
                 continue
             try:
-                msg = delivery_message(settings, d, sub, papers)
+                msg = prerender.take(d.id) if prerender is not None else None
+                if msg is None:
+                    if prerender is not None:
+                        load_papers(session, [d], papers)
+                    msg = delivery_message(settings, d, sub, papers)
                 if pace:
                     pace()
                 transport.send(msg)
@@ -365,7 +433,7 @@ def deliver_batch(
             else:
                 # The common case skips the unit of work: one UPDATE by primary key.
                 # (The Delivery object is not used again, so it may stay stale.)
-                session.execute(
+                session.connection().execute(
                     _MARK_SENT,
                     {"row_id": d.id, "sent_at": now(), "message_id": message_id(settings, d)},
                 )
@@ -387,15 +455,21 @@ def deliver_due(
     per_second: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_sent: Callable[[], object] | None = None,
+    render_ahead: bool | None = None,
 ) -> DeliverSummary:
-    """Send everything due, batch after batch, over one transport session."""
+    """Send everything due, batch after batch, over one transport session.
+
+    ``render_ahead`` (default: ``settings.render_ahead``) renders big runs in a helper
+    process (:mod:`newsletter.digest.prerender`) while this one sends."""
+    if render_ahead is None:
+        render_ahead = settings.render_ahead
     total = DeliverSummary()
     pace = RateLimiter(per_second).wait if per_second else None
     # Papers are read once per run, not once per batch. (A paper enriched during the
     # run keeps its old fields in this run's remaining emails: a missing author list
     # or link, never a wrong one.)
     papers: dict[int, PaperFields] = {}
-    with transport:
+    with transport, Prerenderer(settings) as ahead:
         while not should_stop():
             batch = deliver_batch(
                 factory,
@@ -407,6 +481,7 @@ def deliver_due(
                 should_stop=should_stop,
                 on_sent=on_sent,
                 paper_cache=papers,
+                prerender=ahead if render_ahead else None,
             )
             if batch is None:
                 break

@@ -111,6 +111,14 @@ class MessagePolicy(EmailPolicy):
     parsed once (``Content-Type: text/html; charset="utf-8"`` is on every message).
     """
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # A message pickles with a reference to the one policy instead of a copy of
+        # its header registry (whose header classes are made at run time and cannot
+        # be pickled): how the pre-rendering process hands messages over.
+        if self is MESSAGE_POLICY:
+            return "MESSAGE_POLICY"
+        return super().__reduce__()
+
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         if type(value) is _Encoded:
             return name, str(value)

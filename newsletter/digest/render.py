@@ -326,9 +326,11 @@ class _Cards:
         # builder memoises them), so the identities of the values find the card
         # without reading them. The entry keeps the values alive, so no other object
         # can take one of their ids while the entry exists.
-        # The rank's id is part of this key (filtering it out costs more than the
-        # lookup); ranks are small ints, so a card has a few such keys, not many.
-        values = tuple(paper.values())
+        # The context builder puts the rank last, so slicing it off is cheap.
+        if type(paper) is dict and next(reversed(paper)) == _NOT_IN_CARD:
+            values = tuple(paper.values())[:-1]
+        else:
+            values = tuple([v for k, v in paper.items() if k != _NOT_IN_CARD])
         same = (name, *map(id, values))
         entry = self._by_identity.get(same)
         if entry is not None:

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from newsletter.config import Settings
@@ -275,6 +275,12 @@ def load_papers(
 
 
 _DELIVERIES = table_of(Delivery)
+# PostgreSQL: the commit that records a send need not wait for its WAL flush (~0.4 ms
+# a message here). A worker that dies still leaves the commit to the server; only a
+# crash of the server itself can drop the last fraction of a second of such records,
+# and a dropped record means that message is sent again — a duplicate, never a loss,
+# the same outcome as a worker killed between send and commit.
+_RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 _MARK_SENT = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("row_id"))
@@ -366,6 +372,7 @@ def _send_batch(
     prerender: Prerenderer | None,
 ) -> DeliverSummary:
     with factory() as session:
+        relaxed_commit = session.get_bind().dialect.name == "postgresql"
         deliveries, subs, papers = load_batch(
             session, ids, paper_cache, with_papers=prerender is None
         )
@@ -433,7 +440,10 @@ def _send_batch(
             else:
                 # The common case skips the unit of work: one UPDATE by primary key.
                 # (The Delivery object is not used again, so it may stay stale.)
-                session.connection().execute(
+                connection = session.connection()
+                if relaxed_commit:
+                    connection.execute(_RELAXED_COMMIT)
+                connection.execute(
                     _MARK_SENT,
                     {"row_id": d.id, "sent_at": now(), "message_id": message_id(settings, d)},
                 )

@@ -305,6 +305,7 @@ def test_any_bodies_round_trip(text: str, html: str) -> None:
     data = message_bytes(msg)
     assert data == msg.as_bytes()
     assert data.isascii()  # 7-bit clean: nothing downstream needs to re-encode it
+    assert b"\r" not in data.replace(b"\r\n", b"")  # the Maildir transport relies on it
     body = data.split(b"\r\n\r\n", 1)[1]
     assert all(len(line) <= 998 for line in body.split(b"\r\n"))
     if b"quoted-printable" in data:

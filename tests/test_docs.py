@@ -38,3 +38,26 @@ def test_command_help_has_an_example(name: str) -> None:
     assert f"Example: newsletter {name}" in result.output or (
         "Example: NEWSLETTER_" in result.output and f"newsletter {name}" in result.output
     )
+
+
+SETTINGS = sorted(
+    set(
+        re.findall(
+            r'get\("([A-Z_]+)"',
+            (Path(__file__).resolve().parents[1] / "newsletter" / "config.py").read_text(),
+        )
+    )
+)
+
+
+def test_settings_are_found() -> None:
+    assert {"DATABASE_URL", "MAIL_URL", "RENDER_AHEAD"} <= set(SETTINGS)
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_setting_documented_in_readme(name: str) -> None:
+    table_rows = [line for line in README.splitlines() if line.startswith("| `NEWSLETTER_")]
+    assert any(f"`NEWSLETTER_{name}`" in row for row in table_rows), (
+        f"NEWSLETTER_{name} is read by newsletter/config.py but missing from the README's "
+        "settings table"
+    )

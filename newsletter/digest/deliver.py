@@ -40,9 +40,11 @@ from newsletter.digest.send import (
     TransientSendError,
     Transport,
 )
+from newsletter.gc_tuning import relaxed_gc
 from newsletter.papers.models import Paper
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.tokens import manage_token
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +138,13 @@ def release(session: Session, ids: Sequence[int]) -> None:
     )
 
 
-def manage_links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
+def manage_links(settings: Settings, sub: RecipientFields) -> tuple[str, str]:
     """(unsubscribe URL, preferences URL) for ``sub``."""
-    token = subscribers.manage_token_for(sub, settings.resolved_secret_key())
+    token = manage_token(settings.resolved_secret_key(), sub.token_salt)
     return f"{settings.base_url}/u/{token}", f"{settings.base_url}/p/{token}"
 
 
-def message_id(settings: Settings, delivery: Delivery) -> str:
+def message_id(settings: Settings, delivery: DeliveryFields) -> str:
     """Stable for a delivery, so a retry or a duplicate send is recognisable."""
     host = urlsplit(settings.base_url).hostname or "localhost"
     return f"<digest.{delivery.id}.{delivery.period}@{host}>"
@@ -163,35 +165,90 @@ class PaperFields(Protocol):
     def url(self) -> str | None: ...
 
 
+class DeliveryFields(Protocol):
+    """What an email needs of its delivery: a ``Delivery`` or a row of those columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def period(self) -> str: ...
+    @property
+    def items(self) -> list[dict[str, Any]]: ...
+    @property
+    def more_count(self) -> int: ...
+    @property
+    def profile(self) -> str: ...
+    @property
+    def planned_at(self) -> datetime: ...
+    @property
+    def web_token(self) -> str | None: ...
+
+
+class RecipientFields(Protocol):
+    """What an email needs of its subscriber: a ``Subscriber`` or a row of those."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def token_salt(self) -> str: ...
+
+
 PaperMap = Mapping[int, PaperFields]
 Spans = tuple[tuple[int, int], ...]
+#: Items a worker remembers as DigestPapers (see digest_papers); cleared when full.
+ITEM_MEMO_MAX = 50_000
 
 
-def digest_papers(delivery: Delivery, papers: PaperMap) -> list[DigestPaper]:
+def digest_papers(
+    delivery: DeliveryFields,
+    papers: PaperMap,
+    memo: dict[tuple[Any, ...], DigestPaper] | None = None,
+) -> list[DigestPaper]:
+    """The delivery's planned items as DigestPapers, best first.
+
+    ``memo`` (kept across a run) maps an item's content to its DigestPaper: the same
+    paper with the same matches is an item of many deliveries, and handing the
+    context builder the same object again is what makes its cache hit cheaply.
+    """
     out = []
+    if memo is not None and len(memo) > ITEM_MEMO_MAX:
+        memo.clear()
     for item in delivery.items:
-        p = papers.get(item["paper_id"])
-        if p is None:  # deleted since planning; the rest of the digest still goes
-            continue
-        out.append(
-            DigestPaper(
+        paper_id = item["paper_id"]
+        # JSON gave [start, end] lists; map(tuple) converts them in C.
+        title_spans = cast(Spans, tuple(map(tuple, item["title_spans"])))
+        abstract_spans = cast(Spans, tuple(map(tuple, item["abstract_spans"])))
+        matched = tuple(item["matched"])
+        score = float(item["score"])
+        key = (paper_id, score, matched, title_spans, abstract_spans)
+        found = memo.get(key) if memo is not None else None
+        if found is None:
+            p = papers.get(paper_id)
+            if p is None:  # deleted since planning; the rest of the digest still goes
+                continue
+            found = DigestPaper(
                 title=p.title,
                 abstract=p.abstract,
                 authors=tuple(p.authors or ()),
                 arxiv_id=p.arxiv_id,
                 url=p.url,
-                score=float(item["score"]),
-                matched=tuple(item["matched"]),
-                # JSON gave [start, end] lists; map(tuple) converts them in C.
-                title_spans=cast(Spans, tuple(map(tuple, item["title_spans"]))),
-                abstract_spans=cast(Spans, tuple(map(tuple, item["abstract_spans"]))),
+                score=score,
+                matched=matched,
+                title_spans=title_spans,
+                abstract_spans=abstract_spans,
             )
-        )
+            if memo is not None:
+                memo[key] = found
+        out.append(found)
     return out
 
 
 def render_delivery(
-    settings: Settings, delivery: Delivery, sub: Subscriber, papers: PaperMap
+    settings: Settings,
+    delivery: DeliveryFields,
+    sub: RecipientFields,
+    papers: PaperMap,
+    memo: dict[tuple[Any, ...], DigestPaper] | None = None,
 ) -> Rendered:
     unsubscribe_url, preferences_url = manage_links(settings, sub)
     recipient = Recipient(
@@ -202,7 +259,7 @@ def render_delivery(
     )
     context = build_digest_context(
         recipient,
-        digest_papers(delivery, papers),
+        digest_papers(delivery, papers, memo),
         period_label=period_label(delivery.period),
         web_url=f"{settings.base_url}/d/{delivery.web_token}",
         site_name=settings.site_name,
@@ -213,9 +270,13 @@ def render_delivery(
 
 
 def delivery_message(
-    settings: Settings, delivery: Delivery, sub: Subscriber, papers: PaperMap
+    settings: Settings,
+    delivery: DeliveryFields,
+    sub: RecipientFields,
+    papers: PaperMap,
+    memo: dict[tuple[Any, ...], DigestPaper] | None = None,
 ) -> EmailMessage:
-    rendered = render_delivery(settings, delivery, sub, papers)
+    rendered = render_delivery(settings, delivery, sub, papers, memo)
     # The List-Unsubscribe headers carry the email's own unsubscribe link.
     return build_message(
         rendered,
@@ -260,8 +321,34 @@ def load_batch(
     return deliveries, subs, papers
 
 
+class DeliveryRow(DeliveryFields, RecipientFields, Protocol):
+    """A delivery with its subscriber's fields, as :func:`load_rows` reads it."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+
+
+def load_rows(
+    session: Session, ids: Sequence[int], papers: dict[int, PaperFields]
+) -> list[DeliveryRow]:
+    """What rendering needs of the deliveries ``ids`` and their subscribers, as plain
+    rows of one query (no ORM objects: the render helper only reads), in id order;
+    their papers are added to ``papers``."""
+    d, s = Delivery, Subscriber
+    columns = (d.id, d.subscriber_id, d.period, d.items, d.more_count, d.profile)
+    query = (
+        select(*columns, d.planned_at, d.web_token, s.email, s.token_salt)
+        .join(s, s.id == d.subscriber_id)
+        .where(d.id.in_(ids))
+        .order_by(d.id)
+    )
+    rows = cast(list[DeliveryRow], list(session.execute(query)))
+    load_papers(session, rows, papers)
+    return rows
+
+
 def load_papers(
-    session: Session, deliveries: Sequence[Delivery], papers: dict[int, PaperFields]
+    session: Session, deliveries: Sequence[DeliveryFields], papers: dict[int, PaperFields]
 ) -> None:
     """Add to ``papers`` (a cache, emptied when full) the papers of ``deliveries``
     it lacks."""
@@ -479,7 +566,7 @@ def deliver_due(
     # run keeps its old fields in this run's remaining emails: a missing author list
     # or link, never a wrong one.)
     papers: dict[int, PaperFields] = {}
-    with transport, Prerenderer(settings) as ahead:
+    with transport, Prerenderer(settings) as ahead, relaxed_gc():
         while not should_stop():
             batch = deliver_batch(
                 factory,

@@ -9,6 +9,7 @@ once, one paper index per run, then every profile matched against it.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import secrets
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,7 @@ def period_of(frequency: str, day: date) -> str:
     return f"D{day.isoformat()}"
 
 
+@functools.lru_cache(maxsize=64)
 def period_label(period: str) -> str:
     """Human words for a period key: "Thursday 30 July 2026", "week 31 of 2026"."""
     if period.startswith("W"):

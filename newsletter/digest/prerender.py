@@ -29,7 +29,10 @@ from email.message import EmailMessage
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from newsletter.config import Settings
+from newsletter.gc_tuning import relaxed_gc
 
 log = logging.getLogger(__name__)
 
@@ -165,40 +168,43 @@ def _load(blob: bytes | None) -> EmailMessage | None:
 
 
 def _child(conn: Connection) -> None:
-    """The child's loop: settings, then ids in and ``(id, pickled message or None)``
-    out, until EOF."""
+    """The child: settings first, then batches of ids until EOF."""
     from newsletter.db import make_engine, make_session_factory
-    from newsletter.digest.deliver import PaperFields, delivery_message, load_batch
 
     settings: Settings = conn.recv()
     engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
-    papers: dict[int, PaperFields] = {}
     try:
-        while True:
-            try:
-                ids: list[int] = conn.recv()
-            except (EOFError, OSError):
-                return
-            with factory() as session:
-                deliveries, subs, papers = load_batch(session, ids, papers)
-                by_id = {d.id: d for d in deliveries}
-                for delivery_id in ids:
-                    blob: bytes | None = None
-                    d = by_id.get(delivery_id)
-                    sub = subs.get(d.subscriber_id) if d is not None else None
-                    if d is not None and sub is not None:
-                        try:
-                            msg = delivery_message(settings, d, sub, papers)
-                            blob = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-                        except Exception:  # the worker renders it and sees the error
-                            blob = None
-                    conn.send((delivery_id, blob))
-                session.rollback()
+        with relaxed_gc():
+            _serve(conn, settings, make_session_factory(engine))
     except (EOFError, OSError):
         return  # the worker went away
     finally:
         engine.dispose()
+
+
+def _serve(conn: Connection, settings: Settings, factory: sessionmaker[Session]) -> None:
+    """For each batch of ids: read the rows, then send ``(id, pickled message or
+    None)`` for each id, in order."""
+    from newsletter.digest.deliver import PaperFields, delivery_message, load_rows
+    from newsletter.digest.render import DigestPaper
+
+    papers: dict[int, PaperFields] = {}  # both kept for the whole run
+    memo: dict[tuple[Any, ...], DigestPaper] = {}
+    while True:
+        ids: list[int] = conn.recv()
+        with factory() as session:
+            rows = {row.id: row for row in load_rows(session, ids, papers)}
+            session.rollback()
+        for delivery_id in ids:
+            blob: bytes | None = None
+            row = rows.get(delivery_id)
+            if row is not None:
+                try:
+                    msg = delivery_message(settings, row, row, papers, memo)
+                    blob = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:  # the worker renders it and sees the error
+                    blob = None
+            conn.send((delivery_id, blob))
 
 
 if __name__ == "__main__":

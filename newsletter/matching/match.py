@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Final, NamedTuple, TypeVar
 
-from newsletter.subscribers.query import And, CompiledProfile, Expr, Not, Or, Term, paused_gc
+from newsletter.gc_tuning import paused_gc
+from newsletter.subscribers.query import And, CompiledProfile, Expr, Not, Or, Term
 from newsletter.text import Token, stem_all, tokens, words
 
 K = TypeVar("K")

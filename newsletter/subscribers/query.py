@@ -58,16 +58,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
 from typing import Final, Literal, TypeAlias
 
 from newsletter.errors import QueryError
+from newsletter.gc_tuning import paused_gc
 from newsletter.text import stem, words
 
 FieldName: TypeAlias = Literal["ti", "abs", "au"]
@@ -971,38 +970,6 @@ def compile_many(texts: Iterable[str]) -> dict[str, CompiledProfile | QueryError
                 except QueryError as exc:
                     found[text] = exc
     return found
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector for a bulk build.
-
-    Compiling many profiles, indexing a batch and matching many profiles allocate
-    hundreds of thousands of small objects that survive (trees, postings, results)
-    and form no reference cycles. That is the worst case for the generational
-    collector: each full collection re-scans the whole growing heap, which measured
-    at a quarter to a third of the matching benchmark. Reference counting still frees
-    whatever dies. The previous state is restored; a collector found paused (by
-    another thread) is left paused.
-
-    On the way out, what the build left in the young generations is moved to the
-    oldest one as is (``gc.freeze()`` then ``gc.unfreeze()``, two list splices):
-    otherwise the first allocation after re-enabling collects the young generation,
-    which is now the whole build, and then the next generation again (0.1–0.2 s each
-    for the benchmark's compiled profiles or matches). Garbage cycles among those
-    objects, if any, are still found by the next full collection. Skipped when
-    something else has frozen objects, which ``unfreeze`` would release.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def clear_caches() -> None:

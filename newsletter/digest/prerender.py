@@ -36,6 +36,12 @@ from newsletter.gc_tuning import relaxed_gc
 
 log = logging.getLogger(__name__)
 
+#: Seconds the worker waits for the helper's next message (its start included: the
+#: first message of a run comes after the interpreter and the templates load).
+RECEIVE_TIMEOUT = 60.0
+#: Seconds a closing worker gives the helper to exit before killing it.
+CLOSE_TIMEOUT = 10.0
+
 
 class Prerenderer:
     """Renders a batch's messages ahead in a child process.
@@ -103,7 +109,7 @@ class Prerenderer:
             conn.close()  # the child reads EOF and exits
         if process is not None:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -136,6 +142,10 @@ class Prerenderer:
     def _receive(self) -> tuple[int, bytes | None] | None:
         assert self._conn is not None
         try:
+            # A child that hangs (a database that stopped answering it, say) must not
+            # hang the worker: past the timeout the worker renders the rest itself.
+            if not self._conn.poll(RECEIVE_TIMEOUT):
+                raise TimeoutError(f"no message from the helper in {RECEIVE_TIMEOUT:.0f} s")
             got: tuple[int, bytes | None] = self._conn.recv()
         except (OSError, EOFError) as exc:
             self._fail(exc)

@@ -148,6 +148,41 @@ def test_worker_carries_on_when_the_helper_dies(
     assert 2 <= spy.ahead < N
 
 
+def test_worker_carries_on_when_the_helper_hangs(
+    factory: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from newsletter.digest import prerender
+
+    monkeypatch.setattr(prerender, "RECEIVE_TIMEOUT", 1.0)
+    monkeypatch.setattr(prerender, "CLOSE_TIMEOUT", 0.5)
+    addrs = _setup(factory)
+    spy = _Spy(monkeypatch)
+    transport = MemoryTransport()
+    stopped: list[Any] = []
+
+    def freeze_helper() -> None:
+        if len(transport.sent) == 1:
+            (pre,) = spy.instances
+            pre._process.send_signal(signal.SIGSTOP)  # alive, but never answers again
+            stopped.append(pre._process)
+
+    result = deliver_due(
+        factory,
+        _settings(tmp_path, engine),
+        transport,
+        now=lambda: SEND_AT,
+        batch_size=5,
+        on_sent=freeze_helper,
+    )
+    assert result.sent == N
+    assert Counter(m["To"] for m in transport.sent) == Counter(addrs)
+    assert spy.ahead < N
+    # Closing the run killed the frozen helper.
+    assert stopped and stopped[0].poll() is not None
+
+
 def test_skips_and_failures_keep_the_helper_in_step(
     factory: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

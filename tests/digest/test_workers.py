@@ -32,7 +32,13 @@ DUMP_000 = (SAMPLES / "000_9c40651dd6d15728.txt").read_bytes()
 LEASE_SECONDS = 2.0
 
 
-def _settings(tmp_path: Path, db_url: str, mail_url: str, lease: float = LEASE_SECONDS) -> Settings:
+def _settings(
+    tmp_path: Path,
+    db_url: str,
+    mail_url: str,
+    lease: float = LEASE_SECONDS,
+    render_ahead: bool = False,
+) -> Settings:
     return Settings(
         var_dir=tmp_path,
         database_url=db_url,
@@ -40,7 +46,30 @@ def _settings(tmp_path: Path, db_url: str, mail_url: str, lease: float = LEASE_S
         secret_key=factories.SECRET,
         base_url="https://digest.example.org",
         delivery_lease_seconds=lease,
+        render_ahead=render_ahead,
     )
+
+
+def _children_of(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _worker_main(settings: Settings, batch_size: int) -> None:
@@ -61,7 +90,8 @@ def _subscribers(factory: sessionmaker[Session], n: int, now: datetime) -> list[
     return addrs
 
 
-def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("render_ahead", [False, True], ids=["inline", "render-ahead"])
+def test_sigkilled_worker_loses_nothing(tmp_path: Path, render_ahead: bool) -> None:
     db_url = f"sqlite:///{tmp_path / 'crash.db'}"
     engine = make_engine(db_url)
     from newsletter import schema
@@ -72,7 +102,13 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
     rnd = random.Random(20261122)
     runs, crashes_mid_batch = 50, 0
     with smtp_server() as server:
-        settings = _settings(tmp_path, db_url, f"smtp://{server.host}:{server.port}?timeout=5")
+        settings = _settings(
+            tmp_path,
+            db_url,
+            f"smtp://{server.host}:{server.port}?timeout=5",
+            render_ahead=render_ahead,
+        )
+        helpers: list[int] = []
         for run in range(runs):
             with session_scope(factory) as s:
                 # A new period each run; send_empty so every subscriber has a row.
@@ -88,8 +124,10 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
             while len(server.handler.accepted) < target and time.monotonic() < deadline:
                 time.sleep(0.0005)
             time.sleep(rnd.uniform(0.0, 0.004))
+            orphans = _children_of(child.pid or 0)  # its render helper, if it started
             os.kill(child.pid or 0, signal.SIGKILL)
             child.join()
+            helpers += orphans
             sent_by_victim = len(server.handler.accepted) - before
             crashes_mid_batch += 0 < sent_by_victim < len(addrs)
             # Recovery: once the victim's lease has expired, a new worker finishes.
@@ -114,6 +152,13 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
     engine.dispose()
     # The random kills did land in the middle of batches, not only before or after.
     assert crashes_mid_batch >= 10, crashes_mid_batch
+    if render_ahead:
+        # Helpers did run, and each exited once its worker was killed.
+        assert len(helpers) >= 10, helpers
+        deadline = time.monotonic() + 10
+        while not all(map(_gone, helpers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(map(_gone, helpers)), [h for h in helpers if not _gone(h)]
 
 
 def test_four_workers_on_postgresql_send_each_exactly_once(pg_url: str, tmp_path: Path) -> None:

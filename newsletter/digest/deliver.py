@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, and_, bindparam, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, select, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from newsletter.config import Settings
@@ -92,18 +92,32 @@ def backoff(attempts: int) -> timedelta:
     return min(BACKOFF_CAP, delay)
 
 
-def _claimable(now: datetime) -> Any:
-    return or_(
-        and_(Delivery.status == "planned", Delivery.next_attempt_at <= now),
-        and_(Delivery.status == "sending", Delivery.lease_until < now),
-    )
-
-
 def claim(
     session: Session, *, now: datetime, limit: int = BATCH_SIZE, lease: timedelta = LEASE
 ) -> list[int]:
-    """Lease up to ``limit`` due deliveries to this worker; returns their ids."""
-    pick = select(Delivery.id).where(_claimable(now)).order_by(Delivery.id).limit(limit)
+    """Lease up to ``limit`` due deliveries to this worker; returns their ids.
+
+    First rows whose lease expired (their worker died), then planned rows whose time
+    has come, oldest first (``next_attempt_at``, then ``id``: the claim index's order,
+    so each pick is one ordered index scan that stops after ``limit`` rows)."""
+    expired = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    due = and_(Delivery.status == "planned", Delivery.next_attempt_at <= now)
+    ids = _claim(session, expired, (Delivery.id,), now, limit, lease)
+    if len(ids) < limit:
+        order = (Delivery.next_attempt_at, Delivery.id)
+        ids += _claim(session, due, order, now, limit - len(ids), lease)
+    return sorted(ids)
+
+
+def _claim(
+    session: Session,
+    where: Any,
+    order: tuple[Any, ...],
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[int]:
+    pick = select(Delivery.id).where(where).order_by(*order).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = (
@@ -113,7 +127,7 @@ def claim(
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
-    return sorted(session.scalars(stmt).all())
+    return list(session.scalars(stmt).all())
 
 
 def renew(session: Session, ids: Sequence[int], *, old: datetime, new: datetime) -> set[int]:

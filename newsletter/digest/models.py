@@ -49,6 +49,7 @@ class Delivery(Base):
 
     __table_args__ = (
         UniqueConstraint("subscriber_id", "period"),
-        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # Claim order (digest.deliver.claim): one ordered index scan per claim.
+        Index("ix_deliveries_status_next_attempt_at_id", "status", "next_attempt_at", "id"),
         Index("ix_deliveries_subscriber_id_window_end", "subscriber_id", "window_end"),
     )

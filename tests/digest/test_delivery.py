@@ -361,3 +361,25 @@ def test_digest_run_reports_progress_per_message(
     )
     assert summary.sent == 3
     assert calls == [-3, 1, 1, 1]  # the total first, then one tick per message sent
+
+
+def test_claim_takes_expired_leases_first_then_the_oldest_due(
+    factory: sessionmaker[Session],
+) -> None:
+    from newsletter.digest.deliver import claim
+
+    _setup_one(factory, n=4)
+    t = T0 + timedelta(hours=3)
+    with session_scope(factory) as s:
+        rows = s.scalars(select(Delivery).order_by(Delivery.id)).all()
+        a, b, c, d = rows
+        a.next_attempt_at = t - timedelta(minutes=1)  # due, but retried most recently
+        b.next_attempt_at = t - timedelta(hours=2)  # due longest
+        c.status, c.lease_until = "sending", t - timedelta(seconds=1)  # its worker died
+        d.next_attempt_at = t + timedelta(hours=1)  # not due yet
+        ids = [r.id for r in rows]
+    with session_scope(factory) as s:
+        assert claim(s, now=t, limit=2) == sorted([ids[2], ids[1]])
+    with session_scope(factory) as s:
+        assert claim(s, now=t, limit=5) == [ids[0]]
+        assert claim(s, now=t, limit=5) == []

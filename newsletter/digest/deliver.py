@@ -465,9 +465,9 @@ def deliver_batch(
     if not ids:
         return None
     lease_end = claimed_at + lease
-    ahead = prerender is not None and (prerender.started or len(ids) >= limit)
-    if ahead and prerender is not None:
-        prerender.submit(ids)
+    ahead = prerender if prerender and (prerender.started or len(ids) >= limit) else None
+    if ahead:
+        ahead.submit(ids)
     try:
         return _send_batch(
             factory,
@@ -482,11 +482,11 @@ def deliver_batch(
             should_stop=should_stop,
             on_sent=on_sent,
             paper_cache=paper_cache,
-            prerender=prerender if ahead else None,
+            prerender=ahead,
         )
     finally:
-        if ahead and prerender is not None:
-            prerender.drain()
+        if ahead:
+            ahead.drain()
 
 
 def _send_batch(

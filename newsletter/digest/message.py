@@ -225,11 +225,14 @@ def build_message(
 def _store(msg: EmailMessage, headers: list[tuple[str, Any]]) -> None:
     """Append ``headers`` to ``msg`` as ``msg[name] = value`` would, without its
     duplicate scan: an :class:`_Encoded` or plain ``str`` value (encoded by this
-    module) is stored as it is, a header object as the policy stores it."""
+    module) is stored as it is, a header object as the policy stores it. (A header
+    object is a ``str`` too, hence the exact type test: stored as a string, a
+    non-ASCII List-Id would lose its encoding.)"""
     store = msg.policy.header_store_parse
     raw: list[tuple[str, Any]] = msg._headers  # type: ignore[attr-defined]
     for name, value in headers:
-        raw.append((name, str(value)) if isinstance(value, str) else store(name, value))
+        plain = type(value) is str or type(value) is _Encoded
+        raw.append((name, str(value)) if plain else store(name, value))
 
 
 def message_bytes(msg: EmailMessage) -> bytes:
@@ -436,7 +439,7 @@ def _has_long_line(text: str) -> bool:
 
 def _html_part(html: bytes) -> EmailMessage:
     """The text/html leaf (``html`` in UTF-8), always base64: its lines can be long,
-    nobody reads it raw, and binascii encodes it in C."""
+    nobody reads it raw, and pybase64 encodes it in C (see _base64)."""
     if b"\r" in html:
         html = html.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return _leaf(_CT_HTML, _CTE_BASE64, _base64(html.replace(b"\n", b"\r\n")))

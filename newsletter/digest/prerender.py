@@ -7,7 +7,8 @@ in the outbox: on SQLite only one process should write). :class:`Prerenderer` mo
 first part to a child process: the worker hands it the ids of each claimed batch, the
 child reads those rows itself (read-only, its own connection) and streams back each
 message, pickled, in id order, while the worker sends and records the previous one.
-On a machine with two cores this about halves a run (README, "Delivery speed").
+It uses a second core for the rendering (README: Delivery, and the daily-run rows
+under Benchmarks).
 
 The child is only an accelerator. It never sends and never writes, so it cannot
 lose or duplicate mail; whatever it cannot do (a row it cannot render or pickle, a
@@ -55,7 +56,7 @@ class Prerenderer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._conn: Connection | None = None
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._pending: deque[int] = deque()
         # A database in this process's memory is not the child's to read.
         self._broken = _in_memory(settings.database_url)

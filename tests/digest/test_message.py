@@ -237,6 +237,13 @@ def test_other_addresses_go_through_the_stdlib(to: str, addr_spec: str | None) -
     assert parsed.addr_spec == (addr_spec or to)
 
 
+def test_non_ascii_list_id_is_encoded() -> None:
+    msg = _build(Rendered("s", "t\n", "<p>h</p>"), list_id="Zoë digest <digest.example.org>")
+    data = message_bytes(msg)
+    assert data == msg.as_bytes() and data.isascii()
+    assert _parse(data)["List-Id"] == "Zoë digest <digest.example.org>"
+
+
 def test_naive_date_is_taken_as_utc() -> None:
     msg = _build(Rendered("s", "t\n", "<p>h</p>"), date=datetime(2024, 7, 30, 7, 0))
     assert msg["Date"] == "Tue, 30 Jul 2024 07:00:00 +0000"

@@ -4,6 +4,7 @@ each sent once, and the worker carries on alone when the helper is gone."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,7 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.digest.deliver import deliver_due, delivery_message, load_batch
+from newsletter.digest.deliver import (
+    DeliverSummary,
+    deliver_due,
+    delivery_message,
+    load_batch,
+)
 from newsletter.digest.message import message_bytes
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import plan
@@ -121,18 +127,23 @@ def test_short_run_does_not_start_the_helper(
     assert result.sent == N and spy.ahead == 0 and spy.instances == []
 
 
-def test_worker_carries_on_when_the_helper_dies(
-    factory: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    addrs = _setup(factory)
-    spy = _Spy(monkeypatch)
+def _deliver_doing(
+    factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    spy: _Spy,
+    *,
+    after: int,
+    act: Callable[[Any], object],
+) -> tuple[DeliverSummary, MemoryTransport]:
+    """Deliver everything in batches of 5, calling ``act(helper process)`` once, when
+    ``after`` messages have been sent."""
     transport = MemoryTransport()
 
-    def kill_helper() -> None:
-        if len(transport.sent) == 2:
+    def on_sent() -> None:
+        if len(transport.sent) == after:
             (pre,) = spy.instances
-            pre._process.kill()
-            pre._process.wait()
+            act(pre._process)
 
     result = deliver_due(
         factory,
@@ -140,8 +151,22 @@ def test_worker_carries_on_when_the_helper_dies(
         transport,
         now=lambda: SEND_AT,
         batch_size=5,
-        on_sent=kill_helper,
+        on_sent=on_sent,
     )
+    return result, transport
+
+
+def test_worker_carries_on_when_the_helper_dies(
+    factory: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addrs = _setup(factory)
+    spy = _Spy(monkeypatch)
+
+    def kill(process: Any) -> None:
+        process.kill()
+        process.wait()
+
+    result, transport = _deliver_doing(factory, engine, tmp_path, spy, after=2, act=kill)
     assert result.sent == N and result.failed == 0
     assert Counter(m["To"] for m in transport.sent) == Counter(addrs)
     # Killed after two sends: at most the messages already in the pipe came ahead.
@@ -159,23 +184,13 @@ def test_worker_carries_on_when_the_helper_hangs(
     monkeypatch.setattr(prerender, "CLOSE_TIMEOUT", 0.5)
     addrs = _setup(factory)
     spy = _Spy(monkeypatch)
-    transport = MemoryTransport()
     stopped: list[Any] = []
 
-    def freeze_helper() -> None:
-        if len(transport.sent) == 1:
-            (pre,) = spy.instances
-            pre._process.send_signal(signal.SIGSTOP)  # alive, but never answers again
-            stopped.append(pre._process)
+    def freeze(process: Any) -> None:
+        process.send_signal(signal.SIGSTOP)  # alive, but never answers again
+        stopped.append(process)
 
-    result = deliver_due(
-        factory,
-        _settings(tmp_path, engine),
-        transport,
-        now=lambda: SEND_AT,
-        batch_size=5,
-        on_sent=freeze_helper,
-    )
+    result, transport = _deliver_doing(factory, engine, tmp_path, spy, after=1, act=freeze)
     assert result.sent == N
     assert Counter(m["To"] for m in transport.sent) == Counter(addrs)
     assert spy.ahead < N

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.db import JSONText, insert_ignoring_conflicts
+from newsletter.db import JSONText, bulk_insert_ignoring_conflicts
 from newsletter.digest.models import Delivery
 from newsletter.matching.match import Match, MatchPaper, PaperIndex, match_many
 from newsletter.papers.models import Paper
@@ -30,10 +30,6 @@ from newsletter.subscribers.query import CompiledProfile, compile_many
 
 # Marks a row that re-plans a period skipped earlier (an UPDATE, not an INSERT).
 REPLAN = "_replan"
-
-# Rows per INSERT statement: large enough to amortise round trips, small enough to
-# stay under SQLite's bound-parameter limit with ~12 columns per row.
-INSERT_CHUNK = 1000
 
 
 @dataclass
@@ -120,12 +116,11 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
 
     Returns the subscriber ids whose row this call inserted.
     """
-    inserted: set[int] = set()
-    for i in range(0, len(rows), INSERT_CHUNK):
-        stmt = insert_ignoring_conflicts(session, Delivery, ["subscriber_id", "period"])
-        result = session.execute(stmt.returning(Delivery.subscriber_id), rows[i : i + INSERT_CHUNK])
-        inserted.update(result.scalars())
-    return inserted
+    return set(
+        bulk_insert_ignoring_conflicts(
+            session, Delivery, rows, ["subscriber_id", "period"], "subscriber_id"
+        )
+    )
 
 
 def _item(m: Match) -> dict[str, Any]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, and_, bindparam, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from newsletter.config import Settings
@@ -380,39 +380,69 @@ _DELIVERIES = table_of(Delivery)
 
 
 @contextmanager
-def _batch_session(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that keeps one connection for a whole batch.
+def _batch_session(
+    factory: sessionmaker[Session],
+) -> Iterator[tuple[Session, Callable[[dict[str, Any]], object]]]:
+    """A session that keeps one connection for a whole batch, and the function that
+    records a send (``_MARK_SENT``'s parameters), committed at once.
 
     A plain session hands its connection back to the pool at every commit, and the
     pool pings PostgreSQL on every checkout: with a commit per message that was an
-    extra round trip per message. On PostgreSQL the connection also sets
+    extra round trip per message. On PostgreSQL the connections also set
     ``synchronous_commit`` off for the batch: a commit that records a send need not
     wait for its WAL flush (~0.4 ms a message here). A worker that dies still leaves
     its commits to the server; only a crash of the server itself can drop the last
     fraction of a second of records, and a dropped record means that message is sent
     again — a duplicate, never a loss, as when a worker dies between send and commit.
+
+    On PostgreSQL a send is recorded by a second connection in autocommit mode: the
+    UPDATE commits by itself in one round trip, where the session's BEGIN, UPDATE and
+    COMMIT took three (377 → 176 µs a message, half the worker's CPU for it). Every
+    other change (skips, failures with their suppressions, leases) stays in the
+    session's transactions. Elsewhere the session's connection records it.
     """
     engine = factory.kw.get("bind")
     if not isinstance(engine, Engine):
         with factory() as session:
-            yield session
+            yield session, _recorder(session.connection)
         return
-    with engine.connect() as connection:
-        relaxed = connection.dialect.name == "postgresql"
-        if relaxed:
-            connection.exec_driver_sql("SET synchronous_commit TO OFF")
+    with ExitStack() as stack:
+        connection = stack.enter_context(engine.connect())
+        if connection.dialect.name != "postgresql":
+            session = stack.enter_context(factory(bind=connection))
+            yield session, _recorder(session.connection)
+            return
+        recorder = stack.enter_context(engine.connect()).execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+        recorder.exec_driver_sql("SET synchronous_commit TO OFF")
+        stack.callback(_reset_synchronous_commit, recorder)
+        connection.exec_driver_sql("SET synchronous_commit TO OFF")
+        connection.commit()
+        stack.callback(_reset_synchronous_commit, connection)
+        session = stack.enter_context(factory(bind=connection))
+        yield session, _recorder(lambda: recorder)
+
+
+def _recorder(connection: Callable[[], Connection]) -> Callable[[dict[str, Any]], object]:
+    def record(params: dict[str, Any]) -> None:
+        connection().execute(_MARK_SENT, params)
+
+    return record
+
+
+def _reset_synchronous_commit(connection: Connection) -> None:
+    """Undo the batch's setting before the connection goes back to the pool."""
+    if connection.invalidated:
+        return
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql("RESET synchronous_commit")
+        if connection.in_transaction():
             connection.commit()
-        try:
-            with factory(bind=connection) as session:
-                yield session
-        finally:
-            if relaxed and not connection.invalidated:
-                try:
-                    connection.rollback()
-                    connection.exec_driver_sql("RESET synchronous_commit")
-                    connection.commit()
-                except Exception:  # a broken connection: the pool discards it
-                    log.debug("could not reset synchronous_commit", exc_info=True)
+    except Exception:  # a broken connection: the pool discards it
+        log.debug("could not reset synchronous_commit", exc_info=True)
 
 
 _MARK_SENT = (
@@ -505,7 +535,7 @@ def _send_batch(
     paper_cache: dict[int, PaperFields] | None,
     prerender: Prerenderer | None,
 ) -> DeliverSummary:
-    with _batch_session(factory) as session:
+    with _batch_session(factory) as (session, record_sent):
         deliveries, subs, papers = load_batch(
             session, ids, paper_cache, with_papers=prerender is None
         )
@@ -571,16 +601,17 @@ def _send_batch(
                 summary.failed += 1
                 summary.errors.append(f"{sub.email}: {exc}")
             else:
-                # The common case skips the unit of work: one UPDATE by primary key.
-                # (The Delivery object is not used again, so it may stay stale.)
-                session.connection().execute(
-                    _MARK_SENT,
-                    {"row_id": d.id, "sent_at": now(), "message_id": message_id(settings, d)},
+                # The common case skips the unit of work: one UPDATE by primary key,
+                # committed by itself on PostgreSQL (see _batch_session). (The
+                # Delivery object is not used again, so it may stay stale.)
+                record_sent(
+                    {"row_id": d.id, "sent_at": now(), "message_id": message_id(settings, d)}
                 )
                 summary.sent += 1
                 if on_sent:
                     on_sent()
             # One commit per message: a crash re-sends at most the message in flight.
+            # (After a recorded send the session has nothing left to commit.)
             session.commit()
     return summary
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
@@ -18,7 +20,7 @@ from newsletter.db import session_scope
 from newsletter.digest.deliver import backoff, deliver_due
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import due_period, period_of, plan
-from newsletter.digest.send import SMTPTransport
+from newsletter.digest.send import MemoryTransport, SMTPTransport
 from newsletter.digest.service import run_digest
 from newsletter.matching.service import match_papers
 from newsletter.papers.ingest import ingest_bytes
@@ -383,3 +385,55 @@ def test_claim_takes_expired_leases_first_then_the_oldest_due(
     with session_scope(factory) as s:
         assert claim(s, now=t, limit=5) == [ids[0]]
         assert claim(s, now=t, limit=5) == []
+
+
+def _count_statements(engine: Engine, run: Callable[[], object]) -> tuple[int, int]:
+    """(statements, commits) the engine's connections ran during ``run()``; SET and
+    RESET of the batch's connection settings not counted."""
+    counts = [0, 0]
+
+    def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not statement.startswith(("SET ", "RESET ")):
+            counts[0] += 1
+
+    def on_commit(conn: object) -> None:
+        counts[1] += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+    return counts[0], counts[1]
+
+
+def test_a_send_costs_one_statement(
+    engine: Engine, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Delivery reads a batch in a fixed number of queries; each message sent adds one
+    UPDATE and, on SQLite, its commit (on PostgreSQL the UPDATE commits by itself)."""
+    _setup_one(factory, n=12)
+    settings = settings_for(tmp_path, render_ahead=False)
+    t = T0 + timedelta(hours=3)
+    with factory() as s:
+        ids = list(s.scalars(select(Delivery.id).order_by(Delivery.id)))
+    runs = []
+    # First 4 of the rows are due, then the other 8: the same runs, twice the sends.
+    for due, later in ((ids[:4], ids[4:]), (ids[4:], [])):
+        with session_scope(factory) as s:
+            for rows, when in ((due, t - timedelta(minutes=1)), (later, t + timedelta(days=1))):
+                s.execute(
+                    update(Delivery).where(Delivery.id.in_(rows)).values(next_attempt_at=when)
+                )
+        transport = MemoryTransport()
+        run = functools.partial(deliver_due, factory, settings, transport, now=lambda: t)
+        runs.append(_count_statements(engine, run))
+        assert len(transport.sent) == len(due)
+    (statements_4, commits_4), (statements_8, commits_8) = runs
+    assert statements_8 - statements_4 == 4  # one UPDATE per message
+    per_message_commits = 0 if engine.dialect.name == "postgresql" else 1
+    assert commits_8 - commits_4 == 4 * per_message_commits
+    with factory() as s:
+        assert Counter(s.scalars(select(Delivery.status))) == Counter({"sent": 12})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol, cast
@@ -151,6 +151,14 @@ def release(session: Session, ids: Sequence[int]) -> None:
         .values(status="planned", lease_until=None, attempts=Delivery.attempts - 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def _release_claimed(factory: sessionmaker[Session], ids: Sequence[int]) -> None:
+    try:
+        with session_scope(factory) as session:
+            release(session, ids)
+    except Exception:  # the database is gone: the lease runs out instead
+        log.warning("could not release %d claimed deliveries", len(ids), exc_info=True)
 
 
 def manage_links(settings: Settings, sub: RecipientFields) -> tuple[str, str]:
@@ -467,6 +475,31 @@ def _still_wanted(sub: Subscriber | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A batch this worker leased: its ids (in sending order) and when."""
+
+    ids: list[int]
+    at: datetime
+    #: Already handed to the render helper (a batch claimed ahead).
+    submitted: bool = False
+
+
+def claim_batch(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    limit: int = BATCH_SIZE,
+) -> Claimed | None:
+    """Claim the next batch in a transaction of its own; None when nothing is due."""
+    at = now()
+    lease = timedelta(seconds=settings.delivery_lease_seconds)
+    with session_scope(factory) as session:
+        ids = claim(session, now=at, limit=limit, lease=lease)
+    return Claimed(ids, at) if ids else None
+
+
 def deliver_batch(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -479,24 +512,28 @@ def deliver_batch(
     on_sent: Callable[[], object] | None = None,
     paper_cache: dict[int, PaperFields] | None = None,
     prerender: Prerenderer | None = None,
+    claimed: Claimed | None = None,
+    claim_next: Callable[[], object] | None = None,
 ) -> DeliverSummary | None:
-    """Claim one batch and send it over ``transport`` (already open). None when
-    nothing was due. When ``should_stop`` turns true mid-batch, the unsent rows are
-    released (back to planned) for the next worker instead of waiting for the lease.
+    """Send one batch over ``transport`` (already open): ``claimed``, or else one
+    claimed now. None when nothing was due. When ``should_stop`` turns true mid-batch,
+    the unsent rows are released (back to planned) for the next worker instead of
+    waiting for the lease.
 
     With ``prerender``, a full batch (the sign of a big run) or any batch once it has
     started is rendered ahead by its helper process; this process still sends and
-    records every message, and renders whatever the helper does not deliver."""
-    summary = DeliverSummary()
+    records every message, and renders whatever the helper does not deliver.
+    ``claim_next`` is called once, after the batch's first message: the caller claims
+    the next batch there and hands it to the helper, which then never waits between
+    batches for this process to claim and read."""
+    if claimed is None:
+        claimed = claim_batch(factory, settings, now=now, limit=limit)
+        if claimed is None:
+            return None
+    ids = claimed.ids
     lease = timedelta(seconds=settings.delivery_lease_seconds)
-    claimed_at = now()
-    with session_scope(factory) as session:
-        ids = claim(session, now=claimed_at, limit=limit, lease=lease)
-    if not ids:
-        return None
-    lease_end = claimed_at + lease
     ahead = prerender if prerender and (prerender.started or len(ids) >= limit) else None
-    if ahead:
+    if ahead and not claimed.submitted:
         ahead.submit(ids)
     try:
         return _send_batch(
@@ -504,19 +541,21 @@ def deliver_batch(
             settings,
             transport,
             ids,
-            summary,
+            DeliverSummary(),
             lease,
-            lease_end,
+            claimed.at + lease,
             now=now,
             pace=pace,
             should_stop=should_stop,
             on_sent=on_sent,
             paper_cache=paper_cache,
             prerender=ahead,
+            # Only worth it when the helper renders and more rows are likely due.
+            claim_next=claim_next if ahead and len(ids) >= limit else None,
         )
     finally:
         if ahead:
-            ahead.drain()
+            ahead.drain(ids)
 
 
 def _send_batch(
@@ -534,6 +573,7 @@ def _send_batch(
     on_sent: Callable[[], object] | None,
     paper_cache: dict[int, PaperFields] | None,
     prerender: Prerenderer | None,
+    claim_next: Callable[[], object] | None,
 ) -> DeliverSummary:
     with _batch_session(factory) as (session, record_sent):
         deliveries, subs, papers = load_batch(
@@ -613,6 +653,9 @@ def _send_batch(
             # One commit per message: a crash re-sends at most the message in flight.
             # (After a recorded send the session has nothing left to commit.)
             session.commit()
+            if claim_next is not None:
+                claim_next()
+                claim_next = None
     return summary
 
 
@@ -640,23 +683,42 @@ def deliver_due(
     # run keeps its old fields in this run's remaining emails: a missing author list
     # or link, never a wrong one.)
     papers: dict[int, PaperFields] = {}
+    # A full batch, rendered ahead, claims the next one after its first message and
+    # submits it to the helper (see deliver_batch); it is sent next.
+    upcoming: list[Claimed] = []
     with transport, Prerenderer(settings) as ahead, relaxed_gc():
-        while not should_stop():
-            batch = deliver_batch(
-                factory,
-                settings,
-                transport,
-                now=now,
-                limit=batch_size,
-                pace=pace,
-                should_stop=should_stop,
-                on_sent=on_sent,
-                paper_cache=papers,
-                prerender=ahead if render_ahead else None,
-            )
-            if batch is None:
-                break
-            total.add(batch)
-            if batch.sent == 0 and batch.retried + batch.failed > 0 and batch.skipped == 0:
-                break  # the server refuses everything right now: leave the rest for later
+
+        def claim_next() -> None:
+            nxt = claim_batch(factory, settings, now=now, limit=batch_size)
+            if nxt is not None:
+                ahead.submit(nxt.ids)
+                upcoming.append(replace(nxt, submitted=True))
+
+        try:
+            while not should_stop():
+                claimed = upcoming.pop() if upcoming else None
+                batch = deliver_batch(
+                    factory,
+                    settings,
+                    transport,
+                    now=now,
+                    limit=batch_size,
+                    pace=pace,
+                    should_stop=should_stop,
+                    on_sent=on_sent,
+                    paper_cache=papers,
+                    prerender=ahead if render_ahead else None,
+                    claimed=claimed,
+                    claim_next=claim_next,
+                )
+                if batch is None:
+                    break
+                total.add(batch)
+                if batch.sent == 0 and batch.retried + batch.failed > 0 and batch.skipped == 0:
+                    break  # the server refuses everything right now: leave the rest for later
+        finally:
+            # A batch claimed ahead and not sent (stopped, refused, or an error) goes
+            # back to planned at once rather than when its lease runs out.
+            for left in upcoming:
+                _release_claimed(factory, left.ids)
     return total

@@ -50,7 +50,9 @@ class Prerenderer:
     ``submit(ids)`` after each claim (ids in the order they will be taken), then
     ``take(id)`` for the deliveries in that order: the message, or None when the
     caller must render it itself. ``take`` skips results of ids the caller passed
-    over; ``drain()`` drops what is left of a batch the caller abandoned.
+    over; ``drain(ids)`` drops what is left of a batch the caller is done with. The
+    next batch may be submitted before the current one is taken: the child renders
+    batches back to back.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -95,9 +97,11 @@ class Prerenderer:
                 return _load(blob)
         return None
 
-    def drain(self) -> None:
-        """Read and drop the rest of the submitted batch."""
-        while self._pending and not self._broken:
+    def drain(self, ids: Sequence[int]) -> None:
+        """Read and drop what is left of the batch ``ids`` (a batch submitted after
+        it stays queued)."""
+        batch = set(ids)
+        while self._pending and self._pending[0] in batch and not self._broken:
             self._pending.popleft()
             if self._receive() is None:
                 return

@@ -252,3 +252,37 @@ def test_in_memory_database_never_starts_a_helper() -> None:
     pre.submit([1, 2, 3])
     assert not pre.started and pre.take(1) is None
     pre.close()
+
+
+def test_next_batch_is_claimed_and_handed_over_after_the_first_message(
+    factory: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper gets batch k+1 while the worker still sends batch k, so it never
+    waits for the worker to claim and read."""
+    _setup(factory)
+    events: list[tuple[str, int]] = []
+    submit = Prerenderer.submit
+
+    def recording_submit(self: Prerenderer, ids: Any) -> None:
+        events.append(("submit", len(ids)))
+        submit(self, ids)
+
+    monkeypatch.setattr(Prerenderer, "submit", recording_submit)
+    spy = _Spy(monkeypatch)
+    transport = MemoryTransport()
+    result = deliver_due(
+        factory,
+        _settings(tmp_path, engine),
+        transport,
+        now=lambda: SEND_AT,
+        batch_size=5,
+        on_sent=lambda: events.append(("sent", 1)),
+    )
+    assert result.sent == N and spy.ahead == N
+    sent_before = [
+        sum(n for kind, n in events[:i] if kind == "sent")
+        for i, (kind, _) in enumerate(events)
+        if kind == "submit"
+    ]
+    assert sent_before == [0, 1, 6]  # batch 1 at once, 2 and 3 after their predecessor's first
+    assert [n for kind, n in events if kind == "submit"] == [5, 5, 3]

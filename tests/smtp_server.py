@@ -12,6 +12,9 @@ connection and message. A test scripts faults on ``server.handler.faults``:
 * ``faults.drop_after = N`` -- hang up right after acknowledging the Nth message of a
   connection, as a server with an idle timeout or a per-connection limit does.
 
+``RecordingHandler(pipelining=True)`` offers PIPELINING, so a client may send its
+envelope commands in one go.
+
 Also here: a silent server (accepts TCP and never speaks), a free port nobody listens
 on, a self-signed certificate and an RSA key pair for DKIM.
 """
@@ -94,8 +97,11 @@ class RecordingHandler:
     content arrived but whose final reply was a hang-up (the client cannot know).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False) -> None:
         self.faults = Faults()
+        #: Offer PIPELINING (RFC 2920). aiosmtpd reads commands in order from its
+        #: stream, so it serves a pipelined client correctly; it just never says so.
+        self.pipelining = pipelining
         self.accepted: list[Received] = []
         self.unacknowledged: list[Received] = []
         self.commands: list[tuple[tuple[str, int], str]] = []
@@ -126,6 +132,8 @@ class RecordingHandler:
             if session.peer not in self._peers:
                 self._peers.append(session.peer)
         session.host_name = hostname
+        if self.pipelining:
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RSET(self, server: SMTP, session: Any, envelope: Any) -> str:

@@ -520,10 +520,14 @@ class MaildirTransport(_Lifecycle):
 class _Lost(Exception):
     """The connection failed mid-exchange; ``error`` is what the caller should see."""
 
-    def __init__(self, error: TransientSendError, *, timed_out: bool) -> None:
+    def __init__(
+        self, error: TransientSendError, *, timed_out: bool, at_mail: bool = False
+    ) -> None:
         super().__init__(error.reason)
         self.error = error
         self.timed_out = timed_out
+        #: Lost at MAIL FROM, before anything of the transaction was answered.
+        self.at_mail = at_mail
 
 
 class SMTPTransport(_Lifecycle):
@@ -606,6 +610,9 @@ class SMTPTransport(_Lifecycle):
         envelope = _envelope_of(msg, self.envelope_from)
         kept = self._conn is not None
         conn = self._connection()
+        if conn.has_extn("pipelining"):
+            self._send_pipelined(conn, msg, envelope, kept=kept)
+            return
         try:
             payload = self._mail_from(conn, msg, envelope)
         except _Lost as lost:
@@ -705,7 +712,9 @@ class SMTPTransport(_Lifecycle):
         if code != 250:
             self._discard()
 
-    def _exchange(self, stage: str, command: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+    def _exchange(
+        self, stage: str, command: Callable[[], tuple[int, bytes]], *, at_mail: bool = False
+    ) -> tuple[int, bytes]:
         """Run one command; a broken connection is dropped and raised as :class:`_Lost`."""
         try:
             return command()
@@ -721,7 +730,9 @@ class SMTPTransport(_Lifecycle):
                 reason = f"connection lost {stage}"
             else:
                 reason = f"connection broken {stage}: {exc}"
-            raise _Lost(TransientSendError(None, reason), timed_out=timed_out) from exc
+            raise _Lost(
+                TransientSendError(None, reason), timed_out=timed_out, at_mail=at_mail
+            ) from exc
 
     # -- one transaction
 
@@ -730,21 +741,7 @@ class SMTPTransport(_Lifecycle):
 
         :class:`_Lost` (including a 421 reply) means the transaction never started.
         """
-        options: list[str] = []
-        if envelope.international:
-            if not conn.has_extn("smtputf8"):
-                raise PermanentSendError(
-                    None, "the server does not support SMTPUTF8, needed for this address"
-                )
-            options.append("SMTPUTF8")
-        payload = wire_bytes(msg, utf8=envelope.international)
-        if not payload.isascii():
-            if conn.has_extn("8bitmime"):
-                options.append("BODY=8BITMIME")
-            else:  # RFC 6152: without 8BITMIME only 7-bit data may be sent
-                payload = wire_bytes(msg, utf8=envelope.international, seven_bit=True)
-        if conn.has_extn("size"):
-            options.append(f"SIZE={len(payload)}")
+        payload, options = _payload_for(conn, msg, envelope)
         code, reply = self._exchange("at MAIL FROM", lambda: conn.mail(envelope.sender, options))
         if code == 250:
             return payload
@@ -791,6 +788,10 @@ class SMTPTransport(_Lifecycle):
             else:
                 self._reset(conn)
             raise classify_reply(code, reply)
+        self._content(conn, payload)
+
+    def _content(self, conn: smtplib.SMTP, payload: bytes) -> None:
+        """The message after a 354, and the final reply; returns only on a 2xx."""
 
         def content() -> tuple[int, bytes]:
             conn.send(_dot_stuffed(payload))
@@ -814,6 +815,108 @@ class SMTPTransport(_Lifecycle):
         # After the final reply the transaction is over either way (RFC 5321 4.1.1.4),
         # so no RSET is needed.
         raise classify_reply(code, reply)
+
+    # -- one transaction, pipelined (RFC 2920)
+
+    def _send_pipelined(
+        self, conn: smtplib.SMTP, msg: EmailMessage, envelope: _Envelope, *, kept: bool
+    ) -> None:
+        """MAIL, every RCPT and DATA in one write, their replies read in order, then
+        the message: two round trips where the one-by-one dialogue takes three plus
+        one per recipient. Replies mean what they mean there, and a connection lost
+        before the message went out is reopened on the same terms (only one that was
+        kept, found closed at MAIL FROM)."""
+        payload, options = _payload_for(conn, msg, envelope)
+        try:
+            accepted, refused = self._envelope_pipelined(conn, envelope, options)
+        except _Lost as lost:
+            if not (kept and lost.at_mail) or lost.timed_out:
+                raise lost.error from lost.__cause__
+            log.info("SMTP connection to %s was closed while idle; reconnecting", self.host)
+            conn = self._connection()
+            try:
+                accepted, refused = self._envelope_pipelined(conn, envelope, options)
+            except _Lost as again:
+                raise again.error from again.__cause__
+        try:
+            self._content(conn, payload)
+        except _Lost as lost:
+            raise lost.error from lost.__cause__
+        if refused:
+            raise _refusal(refused, delivered_to=accepted)
+
+    def _envelope_pipelined(
+        self, conn: smtplib.SMTP, envelope: _Envelope, options: list[str]
+    ) -> tuple[list[str], dict[str, tuple[int, str]]]:
+        """Send MAIL, RCPT… and DATA together; return once DATA was answered 354.
+
+        Raises :class:`_Lost` (``at_mail`` when the MAIL reply never came or was 421)
+        or the error of the first refusal, after resynchronising: every reply of the
+        group read, then RSET (a connection that cannot is dropped).
+        """
+        sender = smtplib.quoteaddr(envelope.sender) + "".join(" " + o for o in options)
+        commands = [f"MAIL FROM:{sender}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(r)}" for r in envelope.recipients]
+        commands.append("DATA")
+        encoding = "utf-8" if envelope.international else "ascii"
+        group = "".join(c + "\r\n" for c in commands).encode(encoding)
+
+        def mail() -> tuple[int, bytes]:
+            conn.send(group)
+            return conn.getreply()
+
+        code, reply = self._exchange("at MAIL FROM", mail, at_mail=True)
+        if code == 421:  # the server hangs up now: the transaction never started
+            self._discard()
+            raise _Lost(TransientSendError(code, _decode(reply)), timed_out=False, at_mail=True)
+        error: SendError | None = None if code == 250 else _session_reply_error(code, reply)
+        accepted: list[str] = []
+        refused: dict[str, tuple[int, str]] = {}
+        for recipient in envelope.recipients:
+            code, reply = self._exchange("at RCPT TO", conn.getreply)
+            if code == 421:
+                self._discard()
+                raise error or TransientSendError(code, _decode(reply))
+            if code in (250, 251):
+                accepted.append(recipient)
+            elif error is None:
+                refused[recipient] = (code, _short(_decode(reply)))
+        if error is None and not accepted:
+            error = _refusal(refused, delivered_to=())
+        code, reply = self._exchange("at DATA", conn.getreply)
+        if code == 354 and error is None:
+            return accepted, refused
+        if code == 354:
+            # The server took DATA though the envelope failed (RFC 2920 says it must
+            # not): leave without the final dot, so it cannot deliver an empty message.
+            self._discard()
+        elif code == 421:
+            self._discard()
+        else:
+            self._reset(conn)
+        raise error or classify_reply(code, reply)
+
+
+def _payload_for(
+    conn: smtplib.SMTP, msg: EmailMessage, envelope: _Envelope
+) -> tuple[bytes, list[str]]:
+    """The message bytes to send after DATA and the MAIL FROM parameters they need."""
+    options: list[str] = []
+    if envelope.international:
+        if not conn.has_extn("smtputf8"):
+            raise PermanentSendError(
+                None, "the server does not support SMTPUTF8, needed for this address"
+            )
+        options.append("SMTPUTF8")
+    payload = wire_bytes(msg, utf8=envelope.international)
+    if not payload.isascii():
+        if conn.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        else:  # RFC 6152: without 8BITMIME only 7-bit data may be sent
+            payload = wire_bytes(msg, utf8=envelope.international, seven_bit=True)
+    if conn.has_extn("size"):
+        options.append(f"SIZE={len(payload)}")
+    return payload, options
 
 
 def _dot_stuffed(payload: bytes) -> bytes:

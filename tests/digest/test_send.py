@@ -16,6 +16,7 @@ import email
 import email.policy
 import io
 import mailbox
+import smtplib
 import ssl
 import time
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ from tests.smtp_server import (
     DROP,
     HOST,
     Delay,
+    RecordingHandler,
     SMTPServer,
     accept_user,
     free_port,
@@ -95,9 +97,11 @@ def text_of(msg: EmailMessage) -> str:
     return str(part.get_content()).replace("\r\n", "\n")  # as received: CRLF
 
 
-@pytest.fixture
-def server() -> Iterator[SMTPServer]:
-    with smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
+    """The test server, with and without PIPELINING: every test below that takes it
+    holds for both ways our client talks."""
+    with smtp_server(RecordingHandler(pipelining=request.param)) as running:
         yield running
 
 
@@ -304,6 +308,35 @@ def test_all_recipients_refused_is_permanent_only_if_every_refusal_is(
     assert len(server.handler.connections) == 1
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
+def test_pipelining_sends_the_envelope_in_one_write(
+    monkeypatch: pytest.MonkeyPatch, pipelining: bool
+) -> None:
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def counting_send(self: smtplib.SMTP, data: bytes | str) -> None:
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
+    handler = RecordingHandler(pipelining=pipelining)
+    with smtp_server(handler) as server, smtp(server) as transport:
+        transport.send(make_message(1))
+        before = len(writes)
+        transport.send(make_message(2, to=["a@example.com", "b@example.com"]))
+        group = writes[before]
+    # MAIL, two RCPT, DATA and the message: in two writes, or one write each.
+    assert len(writes) - before - 1 == (2 if pipelining else 5)  # the last one is QUIT
+    if pipelining:
+        assert group.startswith(b"MAIL FROM:<digest@example.org>")
+        assert group.endswith(b"RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+    assert [m.rcpt_tos for m in handler.accepted] == [
+        ["reader@example.com"],
+        ["a@example.com", "b@example.com"],
+    ]
+
+
 # ------------------------------------------------------- dropped connections
 
 
@@ -400,11 +433,13 @@ def test_drop_after_the_data_is_in_doubt_and_never_resent(server: SMTPServer) ->
         max_size=8,
     )
 )
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
 def test_reported_sent_is_exactly_what_the_server_acknowledged(
-    faults: list[tuple[str, Any] | None],
+    pipelining: bool, faults: list[tuple[str, Any] | None]
 ) -> None:
     reported: list[str] = []
-    with smtp_server() as server, smtp(server) as transport:
+    handler = RecordingHandler(pipelining=pipelining)
+    with smtp_server(handler) as server, smtp(server) as transport:
         for n, fault in enumerate(faults):
             if fault is not None:
                 server.handler.faults.script(*fault)
@@ -952,3 +987,40 @@ def test_dot_stuffing_doubles_every_leading_dot(payload: bytes) -> None:
     if not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert stuffed == expected + b".\r\n"
+
+
+def test_pipelined_data_accepted_after_a_refused_envelope_is_abandoned() -> None:
+    """A server that answers 354 to a pipelined DATA although it refused MAIL FROM
+    (RFC 2920 forbids it) gets no content and no final dot: the client hangs up, so
+    the server cannot deliver an empty message, and reports the refusal."""
+    import socketserver
+    import threading
+
+    heard: list[bytes] = []
+
+    class Broken(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(b"220 broken\r\n")
+            replies = {
+                b"EHLO": b"250-broken\r\n250 PIPELINING\r\n",
+                b"MAIL": b"451 4.3.0 not now\r\n",
+                b"RCPT": b"503 5.5.1 need MAIL\r\n",
+                b"DATA": b"354 go ahead anyway\r\n",
+            }
+            for line in self.rfile:
+                heard.append(line)
+                self.wfile.write(replies.get(line[:4].upper(), b"250 OK\r\n"))
+
+    with socketserver.ThreadingTCPServer((HOST, 0), Broken) as broken:
+        thread = threading.Thread(target=broken.serve_forever, daemon=True)
+        thread.start()
+        try:
+            transport = SMTPTransport(HOST, broken.server_address[1], timeout=5)
+            with pytest.raises(TransientSendError) as caught:
+                transport.send(make_message(1))
+            transport.close()
+        finally:
+            broken.shutdown()
+    assert caught.value.code == 451
+    verbs = [line[:4].upper() for line in heard]
+    assert verbs == [b"EHLO", b"MAIL", b"RCPT", b"DATA"]  # then nothing: no content, no "."

@@ -47,6 +47,10 @@ class Settings:
     # Render big runs in a helper process while the worker sends (newsletter.digest.
     # prerender). from_env turns it on when the machine has more than one core.
     render_ahead: bool = False
+    # DKIM signing of every message (RFC 6376): all three, or none to send unsigned.
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,11 +80,20 @@ class Settings:
                 delivery_lease_seconds=float(get("DELIVERY_LEASE_SECONDS", "600")),
                 send_rate=float(get("SEND_RATE", "0")),
                 render_ahead=_flag(get("RENDER_AHEAD"), default=(os.cpu_count() or 1) > 1),
+                dkim_selector=get("DKIM_SELECTOR"),
+                dkim_domain=get("DKIM_DOMAIN"),
+                dkim_key_file=Path(get("DKIM_KEY_FILE")) if get("DKIM_KEY_FILE") else None,
             )
         except ValueError as exc:
             raise ConfigError(f"bad NEWSLETTER_* setting: {exc}") from exc
         if settings.max_papers < 1:
             raise ConfigError("NEWSLETTER_MAX_PAPERS must be at least 1")
+        dkim = (settings.dkim_selector, settings.dkim_domain, settings.dkim_key_file)
+        if any(dkim) and not all(dkim):
+            raise ConfigError(
+                "DKIM signing needs NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_DOMAIN and "
+                "NEWSLETTER_DKIM_KEY_FILE together"
+            )
         return settings
 
     def replace(self, **changes: object) -> Settings:

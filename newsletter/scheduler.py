@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.digest.deliver import deliver_due
 from newsletter.digest.plan import PlanSummary, plan
-from newsletter.digest.send import transport_from_url
+from newsletter.digest.send import transport_for
 from newsletter.papers.ingest import IngestSummary, ingest_inbox, ingest_source
 from newsletter.status import prune, recorded
 
@@ -144,7 +144,7 @@ def run_worker_once(
     return deliver_due(
         factory,
         settings,
-        transport_from_url(settings.mail_url),
+        transport_for(settings),
         now=clock,
         should_stop=stop.is_set,
         per_second=settings.send_rate or None,

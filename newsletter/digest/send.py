@@ -63,6 +63,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import dkim
 
+from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "TransientSendError",
     "Transport",
     "classify_reply",
+    "transport_for",
     "transport_from_url",
     "wire_bytes",
 ]
@@ -1096,6 +1098,24 @@ class RateLimitedTransport(_Lifecycle):
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _SCHEMES: Final = ("smtp", "smtps", "maildir", "console", "memory")
+
+
+def transport_for(settings: Settings) -> Transport:
+    """The transport the settings configure: ``NEWSLETTER_MAIL_URL``'s, wrapped in a
+    :class:`DkimTransport` when ``NEWSLETTER_DKIM_*`` are set. An unreadable or
+    malformed key raises :class:`ConfigError` here, before anything is sent."""
+    transport = transport_from_url(settings.mail_url)
+    key_file = settings.dkim_key_file
+    if not (settings.dkim_selector and settings.dkim_domain and key_file):
+        return transport
+    try:
+        key = Path(key_file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the DKIM key file {key_file}: {exc.strerror or exc}"
+        ) from exc
+    signer = DkimSigner(settings.dkim_selector, settings.dkim_domain, key)
+    return DkimTransport(transport, signer)
 
 
 def transport_from_url(url: str) -> Transport:

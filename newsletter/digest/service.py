@@ -15,7 +15,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.digest.deliver import DeliverSummary, deliver_due, delivery_message
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import PlanSummary, plan, plan_rows
-from newsletter.digest.send import Transport, transport_from_url
+from newsletter.digest.send import Transport, transport_for
 from newsletter.errors import NotFound
 from newsletter.papers.models import Paper
 from newsletter.subscribers.service import by_email
@@ -85,7 +85,7 @@ def run_digest(
     delivered: DeliverSummary = deliver_due(
         factory,
         settings,
-        transport or transport_from_url(settings.mail_url),
+        transport or transport_for(settings),
         now=lambda: now,
         on_sent=(lambda: progress(1)) if progress else None,
     )

@@ -16,7 +16,7 @@ from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.digest.message import build_message
 from newsletter.digest.render import build_confirm_context, render_email
-from newsletter.digest.send import Transport, transport_from_url
+from newsletter.digest.send import Transport, transport_for
 
 
 def confirm_url(settings: Settings, token: str) -> str:
@@ -59,5 +59,5 @@ def send_confirmation(
     """Build and send the confirmation email over ``transport`` (default: the one
     ``settings.mail_url`` names). Raises the transport's SendError on failure."""
     msg = confirmation_message(settings, email, profile, token)
-    with transport or transport_from_url(settings.mail_url) as t:
+    with transport or transport_for(settings) as t:
         t.send(msg)

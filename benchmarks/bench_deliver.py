@@ -26,11 +26,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from benchmarks.bench_match import make_papers, make_profiles
-from benchmarks.common import Row, children_peak_rss_mb, format_table, peak_rss_mb
+from benchmarks.common import (
+    MachineMemory,
+    Row,
+    children_peak_rss_mb,
+    format_table,
+    peak_rss_mb,
+)
 from newsletter import schema
 from newsletter.config import Settings
 from newsletter.db import make_engine, make_session_factory
@@ -135,7 +142,7 @@ def _fill(engine: sa.Engine, n_subs: int, n_papers: int) -> None:
 
 def daily_run(
     dialect: str, sink: str, n_subs: int, n_papers: int, workers: int | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """One whole daily run: fill, then plan in this process and deliver with
     ``workers`` worker processes; returns phase times and peak memory (of this
     process and of the largest worker)."""
@@ -148,24 +155,26 @@ def daily_run(
     # file created for minutes afterwards ("recently_deleted"), which would bill one
     # run's cleanup to the next run's Maildir.
     folder = Path(tempfile.mkdtemp(dir=BENCH_DIR))
-    engine = _engine(dialect, folder)
-    schema.upgrade(engine)
-    _fill(engine, n_subs, n_papers)
-    factory = make_session_factory(engine)
-    settings = _settings(folder, str(engine.url))
-    rss_before = peak_rss_mb()
-    t0 = time.perf_counter()
-    with factory.begin() as s:
-        planned = plan(s, now=NOW, day=date(2026, 7, 30), max_papers=settings.max_papers)
-    t1 = time.perf_counter()
+    machine = MachineMemory()
+    with machine:
+        engine = _engine(dialect, folder)
+        schema.upgrade(engine)
+        _fill(engine, n_subs, n_papers)
+        factory = make_session_factory(engine)
+        settings = _settings(folder, str(engine.url))
+        rss_before = peak_rss_mb()
+        t0 = time.perf_counter()
+        with factory.begin() as s:
+            planned = plan(s, now=NOW, day=date(2026, 7, 30), max_papers=settings.max_papers)
+        t1 = time.perf_counter()
 
-    engine.dispose()  # the workers are forked: each opens its own connections
-    if sink == "maildir":
-        _deliver_with_workers(settings, workers, "maildir", 0)
-    else:
-        with smtp_sink() as port:
-            _deliver_with_workers(settings, workers, "smtp", port)
-    t2 = time.perf_counter()
+        engine.dispose()  # the workers are forked: each opens its own connections
+        if sink == "maildir":
+            _deliver_with_workers(settings, workers, "maildir", 0)
+        else:
+            with smtp_sink() as port:
+                _deliver_with_workers(settings, workers, "smtp", port)
+        t2 = time.perf_counter()
     with factory() as s:
         sent = (
             s.scalar(
@@ -192,6 +201,7 @@ def daily_run(
         "total_s": t2 - t0,
         "naive_plan_s": naive_per_sub * n_subs,
         "peak_mb": max(peak_rss_mb(), children_peak_rss_mb()),
+        "machine_mb": machine.rise_mb,
         "workers": workers,
         "fill_peak_mb": rss_before,
         "folder": str(folder),
@@ -293,7 +303,8 @@ def run(quick: bool = False) -> list[Row]:
                         f"plan {r['plan_s']:.1f}s + deliver {r['deliver_s']:.1f}s "
                         f"({r['workers']} worker{'s' if r['workers'] > 1 else ''}); "
                         f"{r['sent']:,} sent, {r['skipped']:,} skipped; "
-                        f"peak {r['peak_mb']:.0f} MB"
+                        f"peak {r['peak_mb']:.0f} MB (largest process), "
+                        f"machine +{r['machine_mb']:.0f} MB (all processes)"
                     ),
                     higher_is_better=False,
                 )

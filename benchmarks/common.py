@@ -7,10 +7,12 @@ ratios hold on a noisy machine and absolute times do not.
 from __future__ import annotations
 
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -65,6 +67,42 @@ def peak_rss_mb() -> float:
 def children_peak_rss_mb() -> float:
     """Peak resident memory of the largest finished child process, in MiB."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+class MachineMemory:
+    """The rise of the whole machine's memory in use (MemTotal − MemAvailable) over a
+    block, sampled five times a second: every process of a run counted once, shared
+    pages once, the database server included (and anything else running meanwhile)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.baseline = self.peak = _in_use_mb()
+
+    def __enter__(self) -> MachineMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def rise_mb(self) -> float:
+        return self.peak - self.baseline
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, _in_use_mb())
+
+
+def _in_use_mb() -> float:
+    fields = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0])  # kB
+    return (fields["MemTotal"] - fields["MemAvailable"]) / 1024
 
 
 def format_table(rows: list[Row]) -> str:

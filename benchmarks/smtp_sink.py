@@ -55,7 +55,7 @@ async def _serve(ready: threading.Event, port: list[int], stop: asyncio.Event) -
 
 def main() -> None:
     loop = asyncio.new_event_loop()
-    ready, port, stop = threading.Event(), [], asyncio.Event()
+    ready, port, stop = threading.Event(), list[int](), asyncio.Event()
     thread = threading.Thread(
         target=loop.run_until_complete, args=(_serve(ready, port, stop),), daemon=True
     )

@@ -143,20 +143,30 @@ def renew(session: Session, ids: Sequence[int], *, old: datetime, new: datetime)
     return set(rows.scalars())
 
 
-def release(session: Session, ids: Sequence[int]) -> None:
-    """Hand claimed, unsent rows back (a clean shutdown); the claim's attempt is undone."""
+def release(session: Session, ids: Sequence[int], *, lease_until: datetime) -> None:
+    """Hand claimed, unsent rows back (a clean shutdown); the claim's attempt is undone.
+
+    Only rows still under this worker's lease (``lease_until``) go back: a row whose
+    lease ran out may be another worker's by now, and handing it back would let a
+    third worker send it while the second still does."""
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == "sending")
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == "sending",
+            Delivery.lease_until == lease_until,
+        )
         .values(status="planned", lease_until=None, attempts=Delivery.attempts - 1)
         .execution_options(synchronize_session=False)
     )
 
 
-def _release_claimed(factory: sessionmaker[Session], ids: Sequence[int]) -> None:
+def _release_claimed(
+    factory: sessionmaker[Session], ids: Sequence[int], *, lease_until: datetime
+) -> None:
     try:
         with session_scope(factory) as session:
-            release(session, ids)
+            release(session, ids, lease_until=lease_until)
     except Exception:  # the database is gone: the lease runs out instead
         log.warning("could not release %d claimed deliveries", len(ids), exc_info=True)
 
@@ -551,7 +561,7 @@ def deliver_batch(
             paper_cache=paper_cache,
             prerender=ahead,
             # Only worth it when the helper renders and more rows are likely due.
-            claim_next=claim_next if ahead and len(ids) >= limit else None,
+            claim_next=claim_next if ahead and ahead.started and len(ids) >= limit else None,
         )
     finally:
         if ahead:
@@ -584,7 +594,11 @@ def _send_batch(
             if d.id in lost:
                 continue
             if should_stop():
-                release(session, [x.id for x in deliveries[n:]])
+                release(
+                    session,
+                    [x.id for x in deliveries[n:] if x.id not in lost],
+                    lease_until=lease_end,
+                )
                 session.commit()
                 break
             t = now()
@@ -619,7 +633,11 @@ def _send_batch(
                 # the same way. Retry this one later and hand the rest back.
                 d.status, d.next_attempt_at = "planned", now() + backoff(d.attempts)
                 d.last_error, d.lease_until = str(exc), None
-                release(session, [x.id for x in deliveries[n + 1 :]])
+                release(
+                    session,
+                    [x.id for x in deliveries[n + 1 :] if x.id not in lost],
+                    lease_until=lease_end,
+                )
                 summary.retried += 1
                 summary.errors.append(f"mail server refused the session: {exc}")
                 session.commit()
@@ -720,5 +738,6 @@ def deliver_due(
             # A batch claimed ahead and not sent (stopped, refused, or an error) goes
             # back to planned at once rather than when its lease runs out.
             for left in upcoming:
-                _release_claimed(factory, left.ids)
+                lease = timedelta(seconds=settings.delivery_lease_seconds)
+                _release_claimed(factory, left.ids, lease_until=left.at + lease)
     return total

@@ -611,29 +611,34 @@ class SMTPTransport(_Lifecycle):
     def send(self, msg: EmailMessage) -> None:
         envelope = _envelope_of(msg, self.envelope_from)
         kept = self._conn is not None
-        conn = self._connection()
-        if conn.has_extn("pipelining"):
-            self._send_pipelined(conn, msg, envelope, kept=kept)
-            return
         try:
-            payload = self._mail_from(conn, msg, envelope)
+            self._transaction(self._connection(), msg, envelope)
         except _Lost as lost:
             # Found closed at MAIL FROM: nothing of this message reached the server, so
             # a fresh connection is safe -- but only for a connection we had kept (a
             # new one failing at once would fail again) and never for a hung server.
-            if not kept or lost.timed_out:
+            if not (kept and lost.at_mail) or lost.timed_out:
                 raise lost.error from lost.__cause__
             log.info("SMTP connection to %s was closed while idle; reconnecting", self.host)
-            conn = self._connection()
             try:
-                payload = self._mail_from(conn, msg, envelope)
+                # Afresh: the new connection's extensions decide the way and the bytes.
+                self._transaction(self._connection(), msg, envelope)
             except _Lost as again:
                 raise again.error from again.__cause__
-        try:
+
+    def _transaction(self, conn: smtplib.SMTP, msg: EmailMessage, envelope: _Envelope) -> None:
+        """One message over ``conn``: pipelined when the server offers it, else one
+        command at a time. Returns only when the server accepted it; raises
+        :class:`_Lost` (``at_mail`` when the transaction never started) or the
+        :class:`SendError` of a refusal."""
+        payload, options = _payload_for(conn, msg, envelope)
+        if conn.has_extn("pipelining"):
+            accepted, refused = self._envelope_pipelined(conn, envelope, options)
+        else:
+            self._mail_from(conn, envelope, options)
             accepted, refused = self._recipients(conn, envelope)
-            self._data(conn, payload)
-        except _Lost as lost:
-            raise lost.error from lost.__cause__
+            self._data_command(conn)
+        self._content(conn, payload)
         if refused:
             raise _refusal(refused, delivered_to=accepted)
 
@@ -738,18 +743,17 @@ class SMTPTransport(_Lifecycle):
 
     # -- one transaction
 
-    def _mail_from(self, conn: smtplib.SMTP, msg: EmailMessage, envelope: _Envelope) -> bytes:
-        """Send MAIL FROM; return the message bytes to send after DATA.
-
-        :class:`_Lost` (including a 421 reply) means the transaction never started.
-        """
-        payload, options = _payload_for(conn, msg, envelope)
-        code, reply = self._exchange("at MAIL FROM", lambda: conn.mail(envelope.sender, options))
+    def _mail_from(self, conn: smtplib.SMTP, envelope: _Envelope, options: list[str]) -> None:
+        """Send MAIL FROM. :class:`_Lost` (including a 421 reply) means the
+        transaction never started."""
+        code, reply = self._exchange(
+            "at MAIL FROM", lambda: conn.mail(envelope.sender, options), at_mail=True
+        )
         if code == 250:
-            return payload
+            return
         if code == 421:  # "closing transmission channel": the server hangs up now
             self._discard()
-            raise _Lost(TransientSendError(code, _decode(reply)), timed_out=False)
+            raise _Lost(TransientSendError(code, _decode(reply)), timed_out=False, at_mail=True)
         self._reset(conn)
         raise _session_reply_error(code, reply)
 
@@ -776,8 +780,8 @@ class SMTPTransport(_Lifecycle):
             raise _refusal(refused, delivered_to=())
         return accepted, refused
 
-    def _data(self, conn: smtplib.SMTP, payload: bytes) -> None:
-        """DATA, the message, and the final reply; returns only on a 2xx."""
+    def _data_command(self, conn: smtplib.SMTP) -> None:
+        """DATA; returns only on a 354."""
 
         def data_command() -> tuple[int, bytes]:
             conn.putcmd("data")
@@ -790,7 +794,6 @@ class SMTPTransport(_Lifecycle):
             else:
                 self._reset(conn)
             raise classify_reply(code, reply)
-        self._content(conn, payload)
 
     def _content(self, conn: smtplib.SMTP, payload: bytes) -> None:
         """The message after a 354, and the final reply; returns only on a 2xx."""
@@ -818,43 +821,21 @@ class SMTPTransport(_Lifecycle):
         # so no RSET is needed.
         raise classify_reply(code, reply)
 
-    # -- one transaction, pipelined (RFC 2920)
-
-    def _send_pipelined(
-        self, conn: smtplib.SMTP, msg: EmailMessage, envelope: _Envelope, *, kept: bool
-    ) -> None:
-        """MAIL, every RCPT and DATA in one write, their replies read in order, then
-        the message: two round trips where the one-by-one dialogue takes three plus
-        one per recipient. Replies mean what they mean there, and a connection lost
-        before the message went out is reopened on the same terms (only one that was
-        kept, found closed at MAIL FROM)."""
-        payload, options = _payload_for(conn, msg, envelope)
-        try:
-            accepted, refused = self._envelope_pipelined(conn, envelope, options)
-        except _Lost as lost:
-            if not (kept and lost.at_mail) or lost.timed_out:
-                raise lost.error from lost.__cause__
-            log.info("SMTP connection to %s was closed while idle; reconnecting", self.host)
-            conn = self._connection()
-            try:
-                accepted, refused = self._envelope_pipelined(conn, envelope, options)
-            except _Lost as again:
-                raise again.error from again.__cause__
-        try:
-            self._content(conn, payload)
-        except _Lost as lost:
-            raise lost.error from lost.__cause__
-        if refused:
-            raise _refusal(refused, delivered_to=accepted)
+    # -- the envelope, pipelined (RFC 2920)
 
     def _envelope_pipelined(
         self, conn: smtplib.SMTP, envelope: _Envelope, options: list[str]
     ) -> tuple[list[str], dict[str, tuple[int, str]]]:
-        """Send MAIL, RCPT… and DATA together; return once DATA was answered 354.
+        """Send MAIL, every RCPT and DATA in one write and read their replies in
+        order: with the message after the 354, two round trips where the one-by-one
+        dialogue takes three plus one per recipient. Returns once DATA was answered
+        354, with the accepted and the refused recipients.
 
-        Raises :class:`_Lost` (``at_mail`` when the MAIL reply never came or was 421)
-        or the error of the first refusal, after resynchronising: every reply of the
-        group read, then RSET (a connection that cannot is dropped).
+        Replies mean what they mean one by one. Raises :class:`_Lost` (``at_mail``
+        when the MAIL reply never came or was 421) or the error of the first refusal,
+        after resynchronising: every reply of the group read, then RSET (a connection
+        that cannot is dropped). A refusal stays the error even when the connection
+        is lost while the rest of the group's replies are read.
         """
         sender = smtplib.quoteaddr(envelope.sender) + "".join(" " + o for o in options)
         commands = [f"MAIL FROM:{sender}"]
@@ -872,10 +853,19 @@ class SMTPTransport(_Lifecycle):
             self._discard()
             raise _Lost(TransientSendError(code, _decode(reply)), timed_out=False, at_mail=True)
         error: SendError | None = None if code == 250 else _session_reply_error(code, reply)
+
+        def reply_to(stage: str) -> tuple[int, bytes]:
+            try:
+                return self._exchange(stage, conn.getreply)
+            except _Lost as lost:
+                if error is not None:
+                    raise error from lost.__cause__
+                raise
+
         accepted: list[str] = []
         refused: dict[str, tuple[int, str]] = {}
         for recipient in envelope.recipients:
-            code, reply = self._exchange("at RCPT TO", conn.getreply)
+            code, reply = reply_to("at RCPT TO")
             if code == 421:
                 self._discard()
                 raise error or TransientSendError(code, _decode(reply))
@@ -885,7 +875,7 @@ class SMTPTransport(_Lifecycle):
                 refused[recipient] = (code, _short(_decode(reply)))
         if error is None and not accepted:
             error = _refusal(refused, delivered_to=())
-        code, reply = self._exchange("at DATA", conn.getreply)
+        code, reply = reply_to("at DATA")
         if code == 354 and error is None:
             return accepted, refused
         if code == 354:

@@ -499,3 +499,26 @@ def test_dkim_settings_are_checked_before_sending(tmp_path: Path) -> None:
     assert isinstance(transport_for(Settings.from_env(env)), DkimTransport)
     unsigned = {k: v for k, v in env.items() if "DKIM" not in k}
     assert not isinstance(transport_for(Settings.from_env(unsigned)), DkimTransport)
+
+
+def test_release_hands_back_only_rows_still_under_our_lease(
+    factory: sessionmaker[Session],
+) -> None:
+    """A worker whose lease ran out must not hand back rows another worker has
+    claimed since: a third worker would then send them while the second still does."""
+    from newsletter.digest.deliver import LEASE, claim, release
+
+    _setup_one(factory, n=2)
+    t = T0 + timedelta(hours=3)
+    with session_scope(factory) as s:
+        ours = claim(s, now=t, limit=2)
+    later = t + LEASE + timedelta(seconds=1)
+    with session_scope(factory) as s:
+        assert claim(s, now=later, limit=1) == ours[:1]  # expired: another worker's now
+    with session_scope(factory) as s:
+        release(s, ours, lease_until=t + LEASE)
+    with factory() as s:
+        rows = {d.id: d for d in s.scalars(select(Delivery))}
+    taken, still_ours = rows[ours[0]], rows[ours[1]]
+    assert (taken.status, taken.lease_until) == ("sending", later + LEASE)
+    assert (still_ours.status, still_ours.lease_until, still_ours.attempts) == ("planned", None, 0)

@@ -20,6 +20,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -989,38 +990,66 @@ def test_dot_stuffing_doubles_every_leading_dot(payload: bytes) -> None:
     assert stuffed == expected + b".\r\n"
 
 
-def test_pipelined_data_accepted_after_a_refused_envelope_is_abandoned() -> None:
-    """A server that answers 354 to a pipelined DATA although it refused MAIL FROM
-    (RFC 2920 forbids it) gets no content and no final dot: the client hangs up, so
-    the server cannot deliver an empty message, and reports the refusal."""
+@contextmanager
+def _scripted_server(
+    replies: dict[bytes, bytes], *, pipelining: bool = True, hang_up_after: bytes | None = None
+) -> Iterator[tuple[int, list[bytes]]]:
+    """A bare SMTP server answering each command by its verb from ``replies`` (250
+    otherwise) and hanging up right after answering ``hang_up_after``; yields its port
+    and the command lines it heard. For misbehaviour aiosmtpd will not produce."""
     import socketserver
     import threading
 
     heard: list[bytes] = []
+    ehlo = b"250-scripted\r\n250 PIPELINING\r\n" if pipelining else b"250 scripted\r\n"
 
-    class Broken(socketserver.StreamRequestHandler):
+    class Scripted(socketserver.StreamRequestHandler):
         def handle(self) -> None:
-            self.wfile.write(b"220 broken\r\n")
-            replies = {
-                b"EHLO": b"250-broken\r\n250 PIPELINING\r\n",
-                b"MAIL": b"451 4.3.0 not now\r\n",
-                b"RCPT": b"503 5.5.1 need MAIL\r\n",
-                b"DATA": b"354 go ahead anyway\r\n",
-            }
+            self.wfile.write(b"220 scripted\r\n")
             for line in self.rfile:
                 heard.append(line)
-                self.wfile.write(replies.get(line[:4].upper(), b"250 OK\r\n"))
+                verb = line[:4].upper()
+                self.wfile.write(ehlo if verb == b"EHLO" else replies.get(verb, b"250 OK\r\n"))
+                if verb == hang_up_after:
+                    return
 
-    with socketserver.ThreadingTCPServer((HOST, 0), Broken) as broken:
-        thread = threading.Thread(target=broken.serve_forever, daemon=True)
+    with socketserver.ThreadingTCPServer((HOST, 0), Scripted) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            transport = SMTPTransport(HOST, broken.server_address[1], timeout=5)
-            with pytest.raises(TransientSendError) as caught:
-                transport.send(make_message(1))
-            transport.close()
+            yield server.server_address[1], heard
         finally:
-            broken.shutdown()
+            server.shutdown()
+
+
+def test_pipelined_data_accepted_after_a_refused_envelope_is_abandoned() -> None:
+    """A server that answers 354 to a pipelined DATA although it refused MAIL FROM
+    (RFC 2920 forbids it) gets no content and no final dot: the client hangs up, so
+    the server cannot deliver an empty message, and reports the refusal."""
+    replies = {
+        b"MAIL": b"451 4.3.0 not now\r\n",
+        b"RCPT": b"503 5.5.1 need MAIL\r\n",
+        b"DATA": b"354 go ahead anyway\r\n",
+    }
+    with _scripted_server(replies) as (port, heard):
+        transport = SMTPTransport(HOST, port, timeout=5)
+        with pytest.raises(TransientSendError) as caught:
+            transport.send(make_message(1))
+        transport.close()
     assert caught.value.code == 451
     verbs = [line[:4].upper() for line in heard]
     assert verbs == [b"EHLO", b"MAIL", b"RCPT", b"DATA"]  # then nothing: no content, no "."
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
+def test_refused_sender_then_hang_up_is_a_refused_session(pipelining: bool) -> None:
+    """A relay that refuses our sender and hangs up (an ACL "drop") refuses the
+    session, pipelined or not: the worker hands the batch back instead of trying
+    every message."""
+    replies = {b"MAIL": b"550 5.7.1 sender rejected\r\n"}
+    with _scripted_server(replies, pipelining=pipelining, hang_up_after=b"MAIL") as (port, _):
+        transport = SMTPTransport(HOST, port, timeout=5)
+        with pytest.raises(SessionRefusedError) as caught:
+            transport.send(make_message(1))
+        transport.close()
+    assert caught.value.code == 550

@@ -6,6 +6,7 @@ ratios hold on a noisy machine and absolute times do not.
 
 from __future__ import annotations
 
+import os
 import resource
 import threading
 import time
@@ -69,18 +70,19 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-class MachineMemory:
-    """The rise of the whole machine's memory in use (MemTotal − MemAvailable) over a
-    block, sampled five times a second: every process of a run counted once, shared
-    pages once, the database server included (and anything else running meanwhile)."""
+class TreeMemory:
+    """Peak of the memory this process and all its descendants use together (the sum
+    of their proportional set sizes, so pages shared after a fork count once),
+    sampled twice a second over a block. The database server and the kernel's file
+    cache are not counted."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-        self.baseline = self.peak = _in_use_mb()
+        self.peak_mb = 0.0
 
-    def __enter__(self) -> MachineMemory:
+    def __enter__(self) -> TreeMemory:
         self._thread.start()
         return self
 
@@ -88,21 +90,37 @@ class MachineMemory:
         self._stop.set()
         self._thread.join()
 
-    @property
-    def rise_mb(self) -> float:
-        return self.peak - self.baseline
-
     def _sample(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, _in_use_mb())
+        while True:
+            self.peak_mb = max(self.peak_mb, tree_pss_mb(os.getpid()))
+            if self._stop.wait(self._interval):
+                return
 
 
-def _in_use_mb() -> float:
-    fields = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        name, value = line.split(":", 1)
-        fields[name] = int(value.split()[0])  # kB
-    return (fields["MemTotal"] - fields["MemAvailable"]) / 1024
+def tree_pss_mb(root: int) -> float:
+    """The summed PSS of ``root`` and its descendants, in MiB (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except OSError:
+            continue  # exited meanwhile
+    return total_kb / 1024
 
 
 def format_table(rows: list[Row]) -> str:

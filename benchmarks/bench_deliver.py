@@ -45,6 +45,7 @@ from newsletter.digest.deliver import deliver_due
 from newsletter.digest.models import Delivery
 from newsletter.digest.plan import plan
 from newsletter.digest.send import MaildirTransport, SMTPTransport
+from newsletter.gc_tuning import release_memory
 from newsletter.papers.ingest import store_records
 from newsletter.papers.records import PaperRecord
 from newsletter.subscribers.models import Subscriber
@@ -166,6 +167,7 @@ def daily_run(
         t0 = time.perf_counter()
         with factory.begin() as s:
             planned = plan(s, now=NOW, day=date(2026, 7, 30), max_papers=settings.max_papers)
+        release_memory()  # as newsletter digest and the scheduler do after planning
         t1 = time.perf_counter()
 
         engine.dispose()  # the workers are forked: each opens its own connections

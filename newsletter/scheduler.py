@@ -21,6 +21,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.digest.deliver import deliver_due
 from newsletter.digest.plan import PlanSummary, plan
 from newsletter.digest.send import transport_for
+from newsletter.gc_tuning import release_memory
 from newsletter.papers.ingest import IngestSummary, ingest_inbox, ingest_source
 from newsletter.status import prune, recorded
 
@@ -73,12 +74,14 @@ def build_scheduler(
 
     def plan_job() -> object:
         with session_scope(factory) as session:
-            return plan(
+            summary = plan(
                 session,
                 now=clock(),
                 max_papers=settings.max_papers,
                 send_empty=settings.send_empty,
             )
+        release_memory()  # a long-running process: do not keep planning's peak
+        return summary
 
     def prune_job() -> object:
         with session_scope(factory) as session:

@@ -17,6 +17,7 @@ from newsletter.digest.models import Delivery
 from newsletter.digest.plan import PlanSummary, plan, plan_rows
 from newsletter.digest.send import Transport, transport_for
 from newsletter.errors import NotFound
+from newsletter.gc_tuning import release_memory
 from newsletter.papers.models import Paper
 from newsletter.subscribers.service import by_email
 
@@ -75,6 +76,7 @@ def run_digest(
         )
         if dry_run:
             session.rollback()
+    release_memory()  # planning's peak is not needed while the digests go out
     summary = DigestSummary(planned=planned.planned, skipped=planned.skipped)
     if dry_run:
         return summary

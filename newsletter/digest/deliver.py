@@ -487,10 +487,11 @@ def _still_wanted(sub: Subscriber | None) -> str | None:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A batch this worker leased: its ids (in sending order) and when."""
+    """A batch this worker leased: its ids (in sending order) and the end of the
+    lease the claim set on them (what renew and release check)."""
 
     ids: list[int]
-    at: datetime
+    lease_until: datetime
     #: Already handed to the render helper (a batch claimed ahead).
     submitted: bool = False
 
@@ -507,7 +508,7 @@ def claim_batch(
     lease = timedelta(seconds=settings.delivery_lease_seconds)
     with session_scope(factory) as session:
         ids = claim(session, now=at, limit=limit, lease=lease)
-    return Claimed(ids, at) if ids else None
+    return Claimed(ids, at + lease) if ids else None
 
 
 def deliver_batch(
@@ -553,7 +554,7 @@ def deliver_batch(
             ids,
             DeliverSummary(),
             lease,
-            claimed.at + lease,
+            claimed.lease_until,
             now=now,
             pace=pace,
             should_stop=should_stop,
@@ -738,6 +739,5 @@ def deliver_due(
             # A batch claimed ahead and not sent (stopped, refused, or an error) goes
             # back to planned at once rather than when its lease runs out.
             for left in upcoming:
-                lease = timedelta(seconds=settings.delivery_lease_seconds)
-                _release_claimed(factory, left.ids, lease_until=left.at + lease)
+                _release_claimed(factory, left.ids, lease_until=left.lease_until)
     return total

@@ -62,11 +62,13 @@ def _setup(factory: sessionmaker[Session]) -> list[str]:
 
 
 class _Spy:
-    """Counts the messages the helper delivered and keeps the Prerenderer used."""
+    """Counts the messages the helper delivered, keeps the Prerenderer used, and
+    records each submitted batch's size in ``events`` (as ``("submit", size)``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.ahead = 0
         self.instances: list[Prerenderer] = []
+        self.events: list[tuple[str, int]] = []
         take, submit = Prerenderer.take, Prerenderer.submit
         spy = self
 
@@ -78,6 +80,7 @@ class _Spy:
         def keeping_submit(self: Prerenderer, ids: Any) -> None:
             if self not in spy.instances:
                 spy.instances.append(self)
+            spy.events.append(("submit", len(ids)))
             submit(self, ids)
 
         monkeypatch.setattr(Prerenderer, "take", counting_take)
@@ -260,15 +263,8 @@ def test_next_batch_is_claimed_and_handed_over_after_the_first_message(
     """The helper gets batch k+1 while the worker still sends batch k, so it never
     waits for the worker to claim and read."""
     _setup(factory)
-    events: list[tuple[str, int]] = []
-    submit = Prerenderer.submit
-
-    def recording_submit(self: Prerenderer, ids: Any) -> None:
-        events.append(("submit", len(ids)))
-        submit(self, ids)
-
-    monkeypatch.setattr(Prerenderer, "submit", recording_submit)
     spy = _Spy(monkeypatch)
+    events = spy.events
     transport = MemoryTransport()
     result = deliver_due(
         factory,
